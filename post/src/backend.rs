@@ -1,9 +1,13 @@
 //! The label-backend trait: every device that computes labels (CPU today, CUDA in
 //! `gpu-kernels`) implements it, so callers never know which one runs.
 
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use rayon::prelude::*;
 
-use crate::scrypt::{label32_with_scratch, portable::Chunk};
+pub use crate::scrypt::batch::LabelPath;
+use crate::scrypt::batch::{labels32, LabelScratch};
 
 /// An index whose full 32-byte scrypt output lies below the VRF threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +73,7 @@ pub trait LabelBackend: Send + Sync {
 
 /// Check a request against its buffer; shared by every backend.
 pub fn check_request(req: &LabelRequest<'_>, out: &[u8]) -> Result<u64, BackendError> {
-    if out.len() % 16 != 0 {
+    if !out.len().is_multiple_of(16) {
         return Err(BackendError::BadBuffer(out.len()));
     }
     if req.scrypt_n < 2 || !req.scrypt_n.is_power_of_two() {
@@ -86,15 +90,39 @@ pub fn check_request(req: &LabelRequest<'_>, out: &[u8]) -> Result<u64, BackendE
     Ok(count)
 }
 
-/// Labels on the CPU over a rayon thread pool.
+/// Labels on the CPU over a rayon thread pool, with the fastest (or a chosen) [`LabelPath`].
+///
+/// Work is split into batches of [`LabelPath::lanes`] labels (16 for AVX2), one rayon task per
+/// batch; each pool thread reuses its own ROMix scratch (`lanes × N × 128` bytes: 16 MiB at
+/// N = 8192 for AVX2), kept until the backend is dropped.
 pub struct CpuBackend {
     pool: rayon::ThreadPool,
     threads: usize,
+    path: LabelPath,
+    scratch: Vec<Mutex<LabelScratch>>,
+}
+
+impl std::fmt::Debug for CpuBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CpuBackend")
+            .field("threads", &self.threads)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CpuBackend {
-    /// `threads = 0` uses every logical CPU.
+    /// `threads = 0` uses every logical CPU. Uses the fastest path of this CPU.
     pub fn new(threads: usize) -> Result<Self, BackendError> {
+        Self::with_path(threads, LabelPath::Auto)
+    }
+
+    /// Like [`CpuBackend::new`] with a chosen path; fails if the CPU cannot run it.
+    pub fn with_path(threads: usize, path: LabelPath) -> Result<Self, BackendError> {
+        let resolved = path.resolve().ok_or_else(|| BackendError::Device {
+            device: "cpu".into(),
+            message: format!("label path {path} is not available on this CPU"),
+        })?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("post-labels-{i}"))
@@ -104,41 +132,112 @@ impl CpuBackend {
                 message: e.to_string(),
             })?;
         let threads = pool.current_num_threads();
-        Ok(Self { pool, threads })
+        let scratch = (0..threads).map(|_| Mutex::new(LabelScratch::new())).collect();
+        Ok(Self {
+            pool,
+            threads,
+            path: resolved,
+            scratch,
+        })
     }
 
     pub fn threads(&self) -> usize {
         self.threads
     }
+
+    /// The path in use (never `Auto`).
+    pub fn path(&self) -> LabelPath {
+        self.path
+    }
+
+    /// One batch of at most `lanes` labels starting at `start`, on the current pool thread.
+    fn batch(&self, req: &LabelRequest<'_>, start: u64, dst: &mut [u8]) -> Vec<VrfCandidate> {
+        let mut l32 = [[0u8; 32]; MAX_LANES];
+        let l32 = &mut l32[..dst.len() / 16];
+        let mut run = |s: &mut LabelScratch| labels32(self.path, req.commitment, start, req.scrypt_n, s, l32);
+        match rayon::current_thread_index().and_then(|i| self.scratch.get(i)) {
+            Some(m) => run(&mut m.lock().unwrap_or_else(|e| e.into_inner())),
+            None => run(&mut LabelScratch::new()),
+        }
+        let mut cands = Vec::new();
+        for (k, (l, d)) in l32.iter().zip(dst.chunks_exact_mut(16)).enumerate() {
+            d.copy_from_slice(&l[..16]);
+            if let Some(t) = req.vrf_threshold {
+                if l < t {
+                    cands.push(VrfCandidate {
+                        index: start + k as u64,
+                        label32: *l,
+                    });
+                }
+            }
+        }
+        cands
+    }
 }
+
+/// The most labels any path computes in one batch.
+const MAX_LANES: usize = crate::scrypt::batch::AVX2_LANES;
 
 impl LabelBackend for CpuBackend {
     fn name(&self) -> String {
-        format!("cpu ({} threads)", self.threads)
+        format!("cpu ({} threads, {})", self.threads, self.path)
     }
 
     fn preferred_batch(&self) -> usize {
-        self.threads * 64
+        self.threads * self.path.lanes() * 4
     }
 
     fn compute(&self, req: &LabelRequest<'_>, out: &mut [u8]) -> Result<Vec<VrfCandidate>, BackendError> {
         check_request(req, out)?;
-        let mut cands: Vec<VrfCandidate> = self.pool.install(|| {
-            out.par_chunks_mut(16)
+        let lanes = self.path.lanes().min(MAX_LANES);
+        let per_batch: Vec<Vec<VrfCandidate>> = self.pool.install(|| {
+            out.par_chunks_mut(16 * lanes)
+                .with_max_len(1)
                 .enumerate()
-                .map_init(Vec::<Chunk>::new, |scratch, (i, dst)| {
-                    let index = req.start + i as u64;
-                    let l = label32_with_scratch(req.commitment, index, req.scrypt_n, scratch);
-                    dst.copy_from_slice(&l[..16]);
-                    match req.vrf_threshold {
-                        Some(t) if l < *t => Some(VrfCandidate { index, label32: l }),
-                        _ => None,
-                    }
-                })
-                .flatten()
+                .map(|(b, dst)| self.batch(req, req.start + (b * lanes) as u64, dst))
                 .collect()
         });
+        let mut cands: Vec<VrfCandidate> = per_batch.into_iter().flatten().collect();
         cands.sort_by_key(|c| c.index);
         Ok(cands)
     }
+}
+
+/// Labels per second of a [`CpuBackend`] with `threads` threads and `path` at N = 8192 (the
+/// mainnet value), measured for about `duration` after a warm-up call. For `post bench`.
+pub fn bench_labels(threads: usize, path: LabelPath, duration: Duration) -> Result<f64, BackendError> {
+    bench_labels_n(threads, path, 8192, duration)
+}
+
+/// [`bench_labels`] at any scrypt N.
+pub fn bench_labels_n(
+    threads: usize,
+    path: LabelPath,
+    scrypt_n: usize,
+    duration: Duration,
+) -> Result<f64, BackendError> {
+    let backend = CpuBackend::with_path(threads, path)?;
+    // Four batches per thread per call keeps calls short (about 25 ms with AVX2 at N = 8192)
+    // while evening out the threads; the warm-up call allocates the scratch.
+    let mut out = vec![0u8; 16 * 4 * backend.threads() * backend.path().lanes()];
+    let commitment = [0x5a; 32];
+    let mut req = LabelRequest {
+        commitment: &commitment,
+        scrypt_n,
+        start: 0,
+        vrf_threshold: None,
+    };
+    backend.compute(&req, &mut out)?;
+    let labels_per_call = (out.len() / 16) as u64;
+    let t = Instant::now();
+    let mut done = 0u64;
+    loop {
+        req.start = done;
+        backend.compute(&req, &mut out)?;
+        done += labels_per_call;
+        if t.elapsed() >= duration {
+            break;
+        }
+    }
+    Ok(done as f64 / t.elapsed().as_secs_f64())
 }

@@ -1,4 +1,4 @@
-//! Keccak-f[1600] and legacy-padded Keccak-512 (spec/post.md §2.3), plus the one-iteration
+//! Keccak-f\[1600\] and legacy-padded Keccak-512 (spec/post.md §2.3), plus the one-iteration
 //! HMAC/PBKDF2 that scrypt-jane builds on it (§2.4).
 //!
 //! This is the original Keccak submission's padding (0x01 .. 0x80), not SHA3's 0x06.
@@ -41,7 +41,7 @@ const PILN: [usize; 24] = [
     10, 7, 11, 17, 18, 3, 5, 16, 8, 21, 24, 4, 15, 23, 19, 13, 12, 2, 20, 14, 22, 9, 6, 1,
 ];
 
-/// The Keccak-f[1600] permutation, 24 rounds.
+/// The Keccak-f\[1600\] permutation, 24 rounds.
 pub fn keccak_f(st: &mut [u64; 25]) {
     for rc in RC {
         // theta

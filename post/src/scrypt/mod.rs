@@ -1,11 +1,18 @@
 //! The scrypt-jane variant that Spacemesh labels are made with (spec/post.md §2-3):
 //! HMAC/PBKDF2 over legacy Keccak-512, ROMix with ChaCha20/8, r = p = 1, empty salt.
 //!
-//! [`label32`] is the scalar reference. Batched, SIMD and multi-threaded paths live in
-//! [`crate::backend`]; they are tested to equal this one.
+//! [`label32`] is the scalar reference. The batched paths ([`batch::labels32`]: portable
+//! multi-lane in [`lanes`], AVX2 in `avx2`) and the multi-threaded [`crate::backend::CpuBackend`]
+//! are tested to equal it.
 
+#[cfg(target_arch = "x86_64")]
+pub mod avx2;
+pub mod batch;
 pub mod keccak;
+pub mod lanes;
 pub mod portable;
+
+pub use batch::{labels32, LabelPath, LabelScratch};
 
 use keccak::HmacKeccak512;
 use portable::{bytes_to_chunk, chunk_to_bytes, romix, Chunk};

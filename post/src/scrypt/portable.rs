@@ -4,6 +4,12 @@
 /// One 128-byte scrypt chunk (r = 1) as 32 little-endian words.
 pub type Chunk = [u32; 32];
 
+/// A [`Chunk`] aligned to its size, so that each one spans exactly two 64-byte cache lines; the
+/// multi-label paths keep their scratch `V` in these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C, align(128))]
+pub struct AlignedChunk(pub Chunk);
+
 #[inline(always)]
 fn qr(x: &mut [u32; 16], a: usize, b: usize, c: usize, d: usize) {
     x[a] = x[a].wrapping_add(x[b]);
