@@ -1,0 +1,7 @@
+//! smeshfleet's coordinator: keystore, durable store, scheduler, services and the command line.
+
+pub mod api;
+pub mod cli;
+pub mod keystore;
+pub mod metrics;
+pub mod secrets;
