@@ -15,9 +15,9 @@ challenge=68656c6c6f20776f726c642c206368616c6c656e6765206d6521212121212121
 # 4 units x 4096 labels at mainnet scrypt N = 8192: 256 KiB of data, four files.
 "$bin" post init --datadir "$dir" --node-id "$node" --commitment-atx-id "$atx" \
   --num-units 4 --labels-per-unit 4096 --max-file-size 65536
-# A proof with the mainnet K1/K2 and an easy k2pow (light RandomX: no 2 GiB dataset).
+# A proof with the mainnet K1/K2 and a trivial k2pow (light RandomX: no 2 GiB dataset).
 "$bin" post prove --datadir "$dir" --challenge "$challenge" --nonces 64 --randomx light \
-  --pow-difficulty 00ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff --out "$dir/proof.json"
+  --pow-difficulty ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff --out "$dir/proof.json"
 "$bin" post verify --datadir "$dir" --proof "$dir/proof.json" --challenge "$challenge" \
-  --pow-difficulty 00ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff
+  --pow-difficulty ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff
 "$bin" post check --datadir "$dir" --fraction 0.05
