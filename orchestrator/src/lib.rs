@@ -5,3 +5,4 @@ pub mod cli;
 pub mod keystore;
 pub mod metrics;
 pub mod secrets;
+pub mod store;

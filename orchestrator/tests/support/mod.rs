@@ -1,0 +1,3 @@
+//! Helpers shared by the orchestrator's integration tests.
+
+pub mod pg;
