@@ -4,5 +4,6 @@ pub mod api;
 pub mod cli;
 pub mod keystore;
 pub mod metrics;
+pub mod scheduler;
 pub mod secrets;
 pub mod store;

@@ -1,0 +1,358 @@
+//! Init planning: find the labels no one holds, give each idle device one contiguous range inside one
+//! file sized to its measured speed, and let idle faster devices take the tail of slow jobs.
+//!
+//! * Missing labels of a file = the file minus its done prefix, minus the durable progress of every
+//!   job, minus the remaining ranges of kept live jobs.
+//! * Idle devices (enabled, measured, on a worker that takes new work, holding no live job) are
+//!   served fastest first. Each gets `min(horizon, missing / total speed) * its speed` labels (so
+//!   devices sharing a small amount of work finish together), never across a file boundary and never
+//!   leaving a tail shorter than `min_chunk_labels`.
+//! * Work is taken in identity priority order (identities already initialising first, then by id,
+//!   file, label), skipping physical devices whose write budget the device's speed would exceed.
+//! * Stealing: a running job observed below `slow_factor` of its device's speed keeps a head sized to
+//!   its observed rate; idle faster devices get the tail split so all finish together. When the head
+//!   would be shorter than `min_chunk_labels` the job is cut at its progress and the devices share all
+//!   of the rest. Slow jobs are shortened, never cancelled: their device stays booked until it
+//!   reports, so planning again finds the same devices busy.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use super::index::{dur_ms, sane, Index, Place};
+use super::jobs::{init_range, init_remaining, JobBook};
+use super::model::{Device, JobStatus, LabelRange, Placement};
+use super::output::{InitAssignment, Plan, Truncation};
+use super::placement::{effective_disk, NewPlacements};
+
+struct Seg {
+    ident: usize,
+    file: u32,
+    start: u64,
+    end: u64,
+    disk: usize,
+}
+
+struct Dev {
+    worker: usize,
+    device: Device,
+    rate: f64,
+}
+
+/// `[lo, hi)` minus the union of `cov`.
+pub(crate) fn complement(lo: u64, hi: u64, mut cov: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    cov.sort_unstable();
+    let mut out = Vec::new();
+    let mut pos = lo;
+    for (s, e) in cov {
+        let (s, e) = (s.max(lo), e.min(hi));
+        if e <= s {
+            continue;
+        }
+        if s > pos {
+            out.push((pos, s));
+        }
+        pos = pos.max(e);
+    }
+    if pos < hi {
+        out.push((pos, hi));
+    }
+    out
+}
+
+fn budget_ok(used: f64, cap: f64, rate: f64) -> bool {
+    used <= 0.0 || used + rate <= cap * (1.0 + 1e-9)
+}
+
+pub(crate) fn plan(
+    idx: &Index,
+    book: &JobBook,
+    newp: &NewPlacements,
+    cpu_reserved: &BTreeSet<usize>,
+    out: &mut Plan,
+) {
+    let cfg = idx.cfg;
+    let min_chunk = cfg.min_chunk_labels.max(1);
+
+    // 1. Missing labels, in priority order.
+    let mut segs: Vec<Seg> = Vec::new();
+    for i in idx.init_order() {
+        let ident = &idx.idents[i];
+        // This identity's jobs, by file (one range query each instead of one lookup per file).
+        let mut done_it = book.init_done.range((i, 0)..=(i, u32::MAX)).peekable();
+        let mut live_it = book.init_live.range((i, 0)..=(i, u32::MAX)).peekable();
+        for (k, fv) in ident.files.iter().enumerate() {
+            let Ok(file) = u32::try_from(k) else { break };
+            let done = done_it.next_if(|((_, f), _)| *f == file).map(|(_, v)| v);
+            let live = live_it.next_if(|((_, f), _)| *f == file).map(|(_, v)| v);
+            if done.is_none() && live.is_none() && fv.done >= fv.len {
+                continue;
+            }
+            let usable_disk =
+                effective_disk(idx, newp, i, file).filter(|&d| idx.workers[idx.disks[d].worker].usable);
+            let mut add = |start: u64, end: u64| {
+                out.summary.labels_missing += end - start;
+                match usable_disk {
+                    Some(disk) => segs.push(Seg {
+                        ident: i,
+                        file,
+                        start,
+                        end,
+                        disk,
+                    }),
+                    None => out.summary.labels_blocked += end - start,
+                }
+            };
+            if done.is_none() && live.is_none() {
+                add(fv.start + fv.done, fv.end());
+                continue;
+            }
+            let mut cov = vec![(fv.start, fv.start + fv.done)];
+            cov.extend(done.into_iter().flatten().copied());
+            for &j in live.into_iter().flatten() {
+                let job = idx.jobs[j];
+                if let Some((_, s, e)) = init_range(idx, i, job) {
+                    cov.push(init_remaining(job, s, e));
+                }
+            }
+            for (start, end) in complement(fv.start, fv.end(), cov) {
+                add(start, end);
+            }
+        }
+    }
+
+    // 2. Write budget already used per physical device by kept live init jobs.
+    let mut used = vec![0.0f64; idx.phys.len()];
+    for (&(i, file), jobs) in &book.init_live {
+        if let Some(Place::Disk(d)) = idx.idents[i].files.get(file as usize).map(|f| f.place) {
+            for &j in jobs {
+                if let Some(w) = book.worker[j] {
+                    used[idx.disks[d].phys] += idx.device_rate(w, &idx.jobs[j].device);
+                }
+            }
+        }
+    }
+
+    // 3. Idle devices, fastest first.
+    let mut devs: Vec<Dev> = Vec::new();
+    for (w, wk) in idx.workers.iter().enumerate() {
+        if !wk.usable {
+            continue;
+        }
+        for g in &wk.gpus {
+            let rate = sane(g.labels_per_s);
+            if g.enabled && rate > 0.0 && !book.busy_gpu.contains(&(w, g.index)) {
+                devs.push(Dev {
+                    worker: w,
+                    device: Device::Gpu { index: g.index },
+                    rate,
+                });
+            }
+        }
+        if wk.st.cpu.init_enabled
+            && wk.cpu_labels_per_s > 0.0
+            && !book.busy_cpu.contains(&w)
+            && !cpu_reserved.contains(&w)
+        {
+            devs.push(Dev {
+                worker: w,
+                device: Device::Cpu,
+                rate: wk.cpu_labels_per_s,
+            });
+        }
+    }
+    devs.sort_by(|a, b| {
+        b.rate
+            .total_cmp(&a.rate)
+            .then(a.worker.cmp(&b.worker))
+            .then(a.device.cmp(&b.device))
+    });
+
+    let target = |d: usize| Placement {
+        worker_id: idx.workers[idx.disks[d].worker].st.id.clone(),
+        disk_id: idx.disks[d].st.id.clone(),
+    };
+    let assignment =
+        |seg_ident: usize, file: u32, start: u64, end: u64, disk: usize, dev: &Dev| InitAssignment {
+            identity_id: idx.idents[seg_ident].st.id.clone(),
+            file_index: file,
+            range: LabelRange { start, end },
+            worker_id: idx.workers[dev.worker].st.id.clone(),
+            device: dev.device.clone(),
+            target: target(disk),
+            labels_per_s: dev.rate,
+            estimated_duration_ms: dur_ms((end - start) as f64, dev.rate),
+            stolen_from: None,
+        };
+
+    // 4. One range per idle device.
+    let assignable: u64 = segs.iter().map(|s| s.end - s.start).sum();
+    let speed: f64 = devs.iter().map(|d| d.rate).sum();
+    let horizon_s = (cfg.init_horizon_ms.max(0) as f64) / 1000.0;
+    let mut busy = vec![false; devs.len()];
+    let mut assigned = 0u64;
+    let mut queues: BTreeMap<usize, VecDeque<usize>> = BTreeMap::new();
+    for (k, s) in segs.iter().enumerate() {
+        queues.entry(idx.disks[s.disk].phys).or_default().push_back(k);
+    }
+    let mut heads: BTreeSet<(usize, usize)> = queues
+        .iter()
+        .filter_map(|(&p, q)| q.front().map(|&k| (k, p)))
+        .collect();
+    for (k, dev) in devs.iter().enumerate() {
+        if heads.is_empty() {
+            break;
+        }
+        let share = (assignable as f64 * dev.rate / speed)
+            .min(horizon_s * dev.rate)
+            .round();
+        let quota = (share as u64).max(min_chunk);
+        let Some(&(s, p)) = heads
+            .iter()
+            .find(|&&(_, p)| budget_ok(used[p], idx.phys[p].write_labels_per_s, dev.rate))
+        else {
+            continue;
+        };
+        let seg = &mut segs[s];
+        let rem = seg.end - seg.start;
+        let mut len = quota.min(rem);
+        if rem - len < min_chunk {
+            len = rem;
+        }
+        out.init.push(assignment(
+            seg.ident,
+            seg.file,
+            seg.start,
+            seg.start + len,
+            seg.disk,
+            dev,
+        ));
+        seg.start += len;
+        used[p] += dev.rate;
+        assigned += len;
+        busy[k] = true;
+        if seg.start == seg.end {
+            heads.remove(&(s, p));
+            if let Some(q) = queues.get_mut(&p) {
+                q.pop_front();
+                if let Some(&next) = q.front() {
+                    heads.insert((next, p));
+                }
+            }
+        }
+    }
+    out.summary.labels_assigned += assigned;
+    out.summary.labels_unassigned += assignable - assigned;
+
+    // 5. Steal from slow jobs for the devices still idle.
+    let mut slow: Vec<(f64, usize, f64, f64)> = Vec::new(); // (time left, job, observed, expected)
+    if busy.iter().any(|b| !b) {
+        for (&(i, file), jobs) in &book.init_live {
+            let Some(Place::Disk(d)) = idx.idents[i].files.get(file as usize).map(|f| f.place) else {
+                continue;
+            };
+            if !idx.workers[idx.disks[d].worker].usable {
+                continue;
+            }
+            for &j in jobs {
+                let job = idx.jobs[j];
+                let (Some(started), Some(w)) = (job.started_ms, book.worker[j]) else {
+                    continue;
+                };
+                if !matches!(job.state, JobStatus::Running | JobStatus::Leased) {
+                    continue;
+                }
+                let elapsed = idx.now.saturating_sub(started);
+                if elapsed < cfg.min_observation_ms.max(1) {
+                    continue;
+                }
+                let expected = idx.device_rate(w, &job.device);
+                let observed = job.progress as f64 / (elapsed as f64 / 1000.0);
+                if expected <= 0.0 || observed >= cfg.slow_factor * expected {
+                    continue;
+                }
+                let Some((_, s, e)) = init_range(idx, i, job) else {
+                    continue;
+                };
+                let (rs, re) = init_remaining(job, s, e);
+                if re - rs < min_chunk.max(2) {
+                    continue;
+                }
+                let left = if observed > 0.0 {
+                    (re - rs) as f64 / observed
+                } else {
+                    f64::INFINITY
+                };
+                slow.push((left, j, observed, expected));
+            }
+        }
+    }
+    slow.sort_by(|a, b| b.0.total_cmp(&a.0).then(idx.jobs[a.1].id.cmp(&idx.jobs[b.1].id)));
+    let mut stolen = 0u64;
+    // Pieces of at least 2 labels stay non-empty after rounding.
+    let min_piece = min_chunk.max(2);
+    for (_, j, a, expected) in slow {
+        let job = idx.jobs[j];
+        let Some(i) = book.ident[j] else { continue };
+        let Some((file, s, e)) = init_range(idx, i, job) else {
+            continue;
+        };
+        let Some(Place::Disk(d)) = idx.idents[i].files.get(file as usize).map(|f| f.place) else {
+            continue;
+        };
+        let p = idx.disks[d].phys;
+        let (rs, re) = init_remaining(job, s, e);
+        let r = (re - rs) as f64;
+        let mut chosen: Vec<usize> = Vec::new();
+        let mut sum_b = 0.0;
+        for k in 0..devs.len() {
+            if busy[k] {
+                continue;
+            }
+            let b = devs[k].rate;
+            if b <= a {
+                break;
+            }
+            if !budget_ok(used[p], idx.phys[p].write_labels_per_s, b) {
+                continue;
+            }
+            if r * b / (a + sum_b + b) < min_piece as f64 {
+                break;
+            }
+            chosen.push(k);
+            sum_b += b;
+            used[p] += b;
+        }
+        if chosen.is_empty() {
+            continue;
+        }
+        // A head too short to be worth keeping is cut at the job's progress: the job ends where it
+        // is (its device stays booked until it reports) and the chosen devices share all the rest.
+        let keep_head = r * a / (a + sum_b) >= min_piece as f64;
+        let denom = if keep_head { a + sum_b } else { sum_b };
+        let mut cum = if keep_head { a } else { 0.0 };
+        let cut = |cum: f64| rs + ((r * cum / denom).round() as u64).min(re - rs);
+        let mut pos = cut(cum);
+        out.truncations.push(Truncation {
+            job_id: job.id.clone(),
+            identity_id: job.identity_id.clone(),
+            file_index: file,
+            old_end: e,
+            new_end: pos,
+            expected_labels_per_s: expected,
+            observed_labels_per_s: a,
+        });
+        stolen += re - pos;
+        for (n, &k) in chosen.iter().enumerate() {
+            cum += devs[k].rate;
+            let next = if n + 1 == chosen.len() { re } else { cut(cum) };
+            busy[k] = true;
+            if next > pos {
+                let mut a = assignment(i, file, pos, next, d, &devs[k]);
+                a.stolen_from = Some(job.id.clone());
+                out.init.push(a);
+            }
+            pos = next;
+        }
+    }
+    out.summary.labels_stolen += stolen;
+    out.summary.idle_devices += busy.iter().filter(|b| !**b).count() as u64;
+}
