@@ -121,8 +121,9 @@ fn init_killed_at_random_points_resumes_to_identical_files() {
     eprintln!("seed {seed} (set SMESHFLEET_TEST_SEED to replay)");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let tmp = tempfile::tempdir().expect("tempdir");
-    // N = 512 keeps labels cheap (~0.1 ms) while a run still lasts long enough to be killed mid-way.
-    let (units, lpu, mfs, n) = ("3", "4000", "20000", "512");
+    // N = 512 keeps labels cheap (~0.07 ms on one AVX2 thread) while a one-thread run still lasts
+    // about 2.5 s here, far longer than the longest sleep before the first kill (0.4 s).
+    let (units, lpu, mfs, n) = ("4", "9000", "40000", "512");
     let whole = tmp.path().join("whole");
     let o = run(&init_args(whole.to_str().expect("utf8"), units, lpu, mfs, n));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
