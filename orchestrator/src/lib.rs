@@ -4,6 +4,8 @@ pub mod api;
 pub mod cli;
 pub mod keystore;
 pub mod metrics;
+pub mod reconcile;
 pub mod scheduler;
 pub mod secrets;
+pub mod service;
 pub mod store;

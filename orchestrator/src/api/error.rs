@@ -138,3 +138,79 @@ impl<T: Serialize> IntoResponse for ApiJson<T> {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(r: axum::extract::rejection::PathRejection) -> Self {
+        Self::bad_request("invalid_path", format!("path parameter: {}", r.body_text()))
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(r: axum::extract::rejection::QueryRejection) -> Self {
+        Self::bad_request("invalid_query", format!("query string: {}", r.body_text()))
+    }
+}
+
+/// `Path<T>` whose rejections speak the error contract.
+#[derive(Debug, Clone, Copy, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+/// `Query<T>` whose rejections speak the error contract.
+#[derive(Debug, Clone, Copy, Default, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::{StoreError, StoreErrorKind};
+        match (&e, e.kind()) {
+            (StoreError::NotFound { what, .. }, _) => {
+                let code = match *what {
+                    "identity" => "identity_not_found",
+                    "worker" => "worker_not_found",
+                    "job" => "job_not_found",
+                    _ => "not_found",
+                };
+                Self::not_found(code, e.to_string())
+            }
+            (StoreError::StaleLease { .. }, _) => Self::conflict("stale_lease", e.to_string()),
+            (StoreError::Conflict { kind, .. }, _) => {
+                Self::new(StatusCode::CONFLICT, kind.as_str(), e.to_string())
+            }
+            (StoreError::JoinTokenRejected { .. }, _) => {
+                Self::new(StatusCode::UNAUTHORIZED, "join_token_rejected", e.to_string())
+            }
+            (StoreError::Invalid { what, reason }, _) => Self::invalid_field(what, reason),
+            (_, StoreErrorKind::Retryable) => {
+                tracing::warn!(error = %e, "database busy while serving a request");
+                Self::unavailable("the database is busy; retry")
+            }
+            _ => Self::internal(e),
+        }
+    }
+}
+
+/// A JSON body that may be absent (an empty body gives `T::default()`), with the same error
+/// contract as [`ApiJson`].
+pub fn optional_json<T: serde::de::DeserializeOwned + Default>(
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<T, ApiError> {
+    let bytes = body.map_err(|e| {
+        let status = e.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(status, "body_too_large", "the request body is too large")
+        } else {
+            ApiError::new(status, "bad_body", e.body_text())
+        }
+    })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", e.to_string())
+        }
+        _ => ApiError::bad_request("malformed_json", e.to_string()),
+    })
+}

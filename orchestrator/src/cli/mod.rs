@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod coordinator;
 pub mod post;
 mod progress;
 
@@ -24,6 +25,10 @@ pub enum Command {
     /// PoST data: initialize, prove, verify, check, benchmark (postcli-compatible data).
     #[command(subcommand)]
     Post(post::PostCommand),
+    /// Run the coordinator: identities, keys, state, scheduler and the REST API.
+    Coordinator(coordinator::CoordinatorArgs),
+    /// Print the coordinator's OpenAPI document.
+    Openapi,
 }
 
 pub fn init_tracing(verbose: u8) {
@@ -43,6 +48,11 @@ pub fn init_tracing(verbose: u8) {
 pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Post(cmd) => post::run(cmd),
+        Command::Coordinator(args) => coordinator::run(args),
+        Command::Openapi => {
+            print!("{}", crate::api::openapi::openapi_json());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

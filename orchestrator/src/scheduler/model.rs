@@ -186,13 +186,6 @@ pub struct FileState {
     pub placement: Option<Placement>,
 }
 
-/// Where a file lives: one disk of one worker, wholly.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Placement {
-    pub worker_id: String,
-    pub disk_id: String,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProvingNeed {
     pub challenge_known_at_ms: i64,
@@ -206,86 +199,8 @@ pub struct ProvingNeed {
     pub pow_groups_done: u32,
 }
 
-/// Labels `[start, end)` by their index in the identity's data (global, not per file).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct LabelRange {
-    pub start: u64,
-    pub end: u64,
-}
-
-impl LabelRange {
-    pub fn len(&self) -> u64 {
-        self.end.saturating_sub(self.start)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.end <= self.start
-    }
-}
-
-/// Nonce groups `[start, end)` (absolute group numbers: group g holds nonces 16g..16g+15).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct GroupRange {
-    pub start: u32,
-    pub end: u32,
-}
-
-impl GroupRange {
-    pub fn len(&self) -> u32 {
-        self.end.saturating_sub(self.start)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.end <= self.start
-    }
-}
-
-/// What a job runs on.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Device {
-    Gpu { index: u32 },
-    Cpu,
-    Disk { disk_id: String },
-}
-
-/// What a job does. `progress` of the job is measured in the unit named here.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum JobKind {
-    /// Compute and write labels; progress = labels durably written from `range.start`.
-    Init { file_index: u32, range: LabelRange },
-    /// Re-derive and compare labels; progress = labels checked from `range.start`.
-    Verify { file_index: u32, range: LabelRange },
-    /// Solve k2pow for nonce groups; progress = groups solved from `groups.start`.
-    K2pow { groups: GroupRange },
-    /// One proving pass over all the identity's data; progress = labels read.
-    Prove {
-        first_nonce: u32,
-        nonces: u32,
-        disks: Vec<String>,
-    },
-}
-
-impl JobKind {
-    pub fn name(&self) -> JobKindName {
-        match self {
-            JobKind::Init { .. } => JobKindName::Init,
-            JobKind::Verify { .. } => JobKindName::Verify,
-            JobKind::K2pow { .. } => JobKindName::K2pow,
-            JobKind::Prove { .. } => JobKindName::Prove,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobKindName {
-    Init,
-    Verify,
-    K2pow,
-    Prove,
-}
+// The wire types the scheduler shares with workers live in the `protocol` crate.
+pub use protocol::{Device, GroupRange, JobKind, JobKindName, LabelRange, Placement};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -21,6 +21,7 @@
 
 mod error;
 mod events;
+mod fleet;
 mod identities;
 mod jobs;
 mod lock;

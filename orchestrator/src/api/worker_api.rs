@@ -1,0 +1,439 @@
+//! The worker-facing routes, `/api/v1/worker/...`: enroll (with a join token), then, with the
+//! worker's own credential, heartbeat, lease, progress, complete and fail. Every report about a
+//! job carries the fencing token of its lease; a stale one changes nothing (409 `stale_lease`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::json;
+use uuid::Uuid;
+
+use protocol::{
+    Capabilities, CompleteRequest, EnrollRequest, EnrollResponse, FailRequest, HeartbeatRequest,
+    HeartbeatResponse, IdentityParams, JobSpec, LeaseRequest, LeaseResponse, LeasedJob, ProgressRequest,
+    ProgressResponse, RangeDone,
+};
+
+use super::auth::Principal;
+use super::error::{ApiError, ApiJson, ApiPath, ApiResult, ErrorBody};
+use super::state::{now_ms, AppState, WORKER_CREDENTIAL_PREFIX};
+use crate::metrics::{DeviceLabels, WorkerLabel};
+use crate::store::{
+    Identity, Job, JobFailure, JobFilter, JobKind, JobState, NewWorker, RangeOutcome, RangeReport,
+    WorkerState,
+};
+
+/// Most ranges one report may carry.
+pub const MAX_RANGES_PER_REPORT: usize = 4096;
+
+fn worker_id(p: &Principal) -> ApiResult<Uuid> {
+    let id = p.worker()?;
+    Uuid::parse_str(id).map_err(ApiError::internal)
+}
+
+fn validated(caps: &Capabilities) -> ApiResult<serde_json::Value> {
+    caps.validate()
+        .map_err(|e| ApiError::invalid_field(&e.field, e.why))?;
+    serde_json::to_value(caps).map_err(ApiError::internal)
+}
+
+fn observe_capabilities(state: &AppState, worker: Uuid, caps: &Capabilities) {
+    let m = state.metrics();
+    let w = worker.to_string();
+    for g in &caps.gpus {
+        m.device_labels_per_second
+            .get_or_create(&DeviceLabels {
+                worker: w.clone(),
+                device: format!("gpu{}", g.index),
+            })
+            .set(g.labels_per_s);
+    }
+    if caps.cpu.labels_per_s > 0.0 {
+        m.device_labels_per_second
+            .get_or_create(&DeviceLabels {
+                worker: w,
+                device: "cpu".into(),
+            })
+            .set(caps.cpu.labels_per_s);
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/worker/enroll", tag = "worker", request_body = EnrollRequest,
+    responses((status = 201, body = EnrollResponse), (status = 401, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn enroll(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<EnrollRequest>,
+) -> ApiResult<(StatusCode, ApiJson<EnrollResponse>)> {
+    let name = req.name.trim();
+    if name.is_empty() || name.len() > 128 {
+        return Err(ApiError::invalid_field("name", "must be 1 to 128 characters"));
+    }
+    let caps = validated(&req.capabilities)?;
+    let credential = format!(
+        "{WORKER_CREDENTIAL_PREFIX}{}",
+        crate::secrets::generate_token().as_str()
+    );
+    let join_hash = *blake3::hash(req.join_token.as_bytes()).as_bytes();
+    let new = NewWorker {
+        name: name.to_owned(),
+        credential_hash: *blake3::hash(credential.as_bytes()).as_bytes(),
+        capabilities: caps,
+    };
+    let (_, worker) = state.store().enroll_worker(&join_hash, &new, now_ms()).await?;
+    observe_capabilities(&state, worker.id, &req.capabilities);
+    state
+        .event(
+            "worker.enrolled",
+            &worker.id.to_string(),
+            json!({"name": worker.name}),
+        )
+        .await;
+    state.0.wake.notify_one();
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(EnrollResponse {
+            worker_id: worker.id,
+            credential,
+        }),
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/worker/heartbeat", tag = "worker", request_body = HeartbeatRequest,
+    responses((status = 200, body = HeartbeatResponse), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiJson(req): ApiJson<HeartbeatRequest>,
+) -> ApiResult<ApiJson<HeartbeatResponse>> {
+    let id = worker_id(&p)?;
+    let caps = req.capabilities.as_ref().map(validated).transpose()?;
+    let now = now_ms();
+    let before = state.store().get_worker(id).await?;
+    let w = state.store().heartbeat(id, now, caps.as_ref()).await?;
+    if let Some(c) = &req.capabilities {
+        observe_capabilities(&state, id, c);
+    }
+    state
+        .metrics()
+        .worker_heartbeat
+        .get_or_create(&WorkerLabel {
+            worker: id.to_string(),
+        })
+        .set(now as f64 / 1000.0);
+    if before.state == WorkerState::Offline || req.capabilities.is_some() {
+        if before.state == WorkerState::Offline {
+            state
+                .event(
+                    "worker.state",
+                    &id.to_string(),
+                    json!({"state": w.state.as_str()}),
+                )
+                .await;
+        }
+        state.0.wake.notify_one();
+    }
+    let mut stop = Vec::new();
+    if !req.jobs.is_empty() {
+        if req.jobs.len() > 10_000 {
+            return Err(ApiError::invalid_field("jobs", "at most 10000 entries"));
+        }
+        let held: BTreeSet<Uuid> = state
+            .store()
+            .list_jobs(&JobFilter {
+                worker_id: Some(id),
+                state: Some(JobState::Leased),
+                limit: 100_000,
+                ..JobFilter::default()
+            })
+            .await?
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
+        stop = req.jobs.iter().filter(|j| !held.contains(j)).copied().collect();
+    }
+    Ok(ApiJson(HeartbeatResponse {
+        state: w.state.as_str().to_owned(),
+        drain: w.state == WorkerState::Draining,
+        stop,
+        heartbeat_interval_ms: state.0.config.heartbeat_interval_ms,
+    }))
+}
+
+fn identity_params(i: &Identity) -> IdentityParams {
+    IdentityParams {
+        identity_id: i.id,
+        node_id: hex::encode(i.node_id),
+        commitment_atx_id: i.commitment_atx_id.map(hex::encode),
+        num_units: i.num_units,
+        labels_per_unit: i.labels_per_unit,
+        max_file_size: i.max_file_size,
+        scrypt_n: i.scrypt_n,
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/worker/lease", tag = "worker", request_body = LeaseRequest,
+    responses((status = 200, body = LeaseResponse), (status = 401, body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn lease(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiJson(req): ApiJson<LeaseRequest>,
+) -> ApiResult<ApiJson<LeaseResponse>> {
+    let id = worker_id(&p)?;
+    let kinds = req
+        .kinds
+        .iter()
+        .enumerate()
+        .map(|(k, s)| {
+            s.parse::<JobKind>()
+                .map_err(|e| ApiError::invalid_field(&format!("kinds[{k}]"), e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let max = req.max_jobs.unwrap_or(1);
+    if !(1..=64).contains(&max) {
+        return Err(ApiError::invalid_field("max_jobs", "must be 1 to 64"));
+    }
+    let lease_ms = state.0.config.lease_ms;
+    let now = now_ms();
+    let leases = state
+        .store()
+        .lease_jobs(id, &kinds, now, i64::try_from(lease_ms).unwrap_or(i64::MAX), max)
+        .await?;
+    let mut identities: BTreeMap<Uuid, IdentityParams> = BTreeMap::new();
+    let mut jobs = Vec::with_capacity(leases.len());
+    for l in leases {
+        let job = l.job;
+        let spec: JobSpec = match serde_json::from_value(job.payload.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                // A payload this coordinator cannot read is a bug, not the worker's fault: fail the
+                // job for good so that a person looks at it, and hand out the others.
+                tracing::error!(job_id = %job.id, error = %e, "job payload does not parse");
+                let f = JobFailure {
+                    error: format!("coordinator: unreadable job payload: {e}"),
+                    retryable: false,
+                    retry_at: None,
+                };
+                let _ = state.store().fail_job(job.id, id, l.fencing_token, &f, now).await;
+                continue;
+            }
+        };
+        let ident = match identities.get(&job.identity_id) {
+            Some(i) => i.clone(),
+            None => {
+                let i = identity_params(&state.store().get_identity(job.identity_id).await?);
+                identities.insert(job.identity_id, i.clone());
+                i
+            }
+        };
+        jobs.push(LeasedJob {
+            job_id: job.id,
+            kind: job.kind.as_str().to_owned(),
+            fencing_token: l.fencing_token,
+            lease_expires_at: job.lease_expires_at.unwrap_or(now),
+            attempt: job.attempts,
+            identity: ident,
+            spec,
+            progress: job.progress.clone(),
+        });
+    }
+    Ok(ApiJson(LeaseResponse { jobs, lease_ms }))
+}
+
+/// Records init ranges under the lease; returns how many were new.
+async fn record_ranges(
+    state: &AppState,
+    job: &Job,
+    worker: Uuid,
+    fencing_token: i64,
+    ranges: &[RangeDone],
+) -> ApiResult<u32> {
+    if ranges.is_empty() {
+        return Ok(0);
+    }
+    if ranges.len() > MAX_RANGES_PER_REPORT {
+        return Err(ApiError::invalid_field(
+            "ranges",
+            format!("at most {MAX_RANGES_PER_REPORT} per report"),
+        ));
+    }
+    if job.kind != JobKind::Init && job.kind != JobKind::Verify {
+        return Err(ApiError::invalid_field(
+            "ranges",
+            format!("a {} job reports no label ranges", job.kind),
+        ));
+    }
+    let now = now_ms();
+    let mut new = 0u32;
+    for (k, r) in ranges.iter().enumerate() {
+        if r.end_label <= r.start_label {
+            return Err(ApiError::invalid_field(
+                &format!("ranges[{k}]"),
+                "end_label must be above start_label",
+            ));
+        }
+        let report = RangeReport {
+            identity_id: job.identity_id,
+            file_index: r.file_index,
+            start_label: r.start_label,
+            end_label: r.end_label,
+            job_id: job.id,
+            worker_id: worker,
+            fencing_token,
+        };
+        match state.store().record_range_done(&report, now).await {
+            Ok(RangeOutcome::Recorded) => {
+                new += 1;
+                state.metrics().labels_written.inc_by(r.end_label - r.start_label);
+            }
+            Ok(RangeOutcome::AlreadyRecorded) => {}
+            Err(crate::store::StoreError::Invalid { reason, .. }) => {
+                return Err(ApiError::invalid_field(&format!("ranges[{k}]"), reason))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(new)
+}
+
+#[utoipa::path(post, path = "/api/v1/worker/jobs/{id}/progress", tag = "worker", request_body = ProgressRequest,
+    params(("id" = Uuid, Path, description = "job id")),
+    responses((status = 200, body = ProgressResponse), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn progress(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(job_id): ApiPath<Uuid>,
+    ApiJson(req): ApiJson<ProgressRequest>,
+) -> ApiResult<ApiJson<ProgressResponse>> {
+    let worker = worker_id(&p)?;
+    if !req.rate_per_s.is_finite() || req.rate_per_s < 0.0 {
+        return Err(ApiError::invalid_field(
+            "rate_per_s",
+            "must be a finite number >= 0",
+        ));
+    }
+    let job = state.store().get_job(job_id).await?;
+    let recorded = record_ranges(&state, &job, worker, req.fencing_token, &req.ranges).await?;
+    let now = now_ms();
+    // The start of this lease's run: kept across its reports, reset when a new lease (a new
+    // fencing token) takes the job over, so that the planner measures the current holder's speed.
+    let same_lease = job
+        .progress
+        .as_ref()
+        .and_then(|p| p.get("fencing_token"))
+        .and_then(serde_json::Value::as_i64)
+        == Some(req.fencing_token);
+    let started_at = job
+        .progress
+        .as_ref()
+        .filter(|_| same_lease)
+        .and_then(|p| p.get("started_at"))
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or(now);
+    let progress = json!({
+        "done": req.done,
+        "rate_per_s": req.rate_per_s,
+        "started_at": started_at,
+        "fencing_token": req.fencing_token,
+        "checkpoint": req.checkpoint,
+    });
+    let lease_ms = i64::try_from(state.0.config.lease_ms).unwrap_or(i64::MAX);
+    let job = state
+        .store()
+        .renew_lease(job_id, worker, req.fencing_token, Some(&progress), now, lease_ms)
+        .await?;
+    Ok(ApiJson(ProgressResponse {
+        lease_expires_at: job.lease_expires_at.unwrap_or(now),
+        ranges_recorded: recorded,
+    }))
+}
+
+#[utoipa::path(post, path = "/api/v1/worker/jobs/{id}/complete", tag = "worker", request_body = CompleteRequest,
+    params(("id" = Uuid, Path, description = "job id")),
+    responses((status = 200, body = crate::api::jobs::JobView), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn complete(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(job_id): ApiPath<Uuid>,
+    ApiJson(req): ApiJson<CompleteRequest>,
+) -> ApiResult<ApiJson<crate::api::jobs::JobView>> {
+    let worker = worker_id(&p)?;
+    let job = state.store().get_job(job_id).await?;
+    record_ranges(&state, &job, worker, req.fencing_token, &req.ranges).await?;
+    let now = now_ms();
+    let result = req.result.unwrap_or(serde_json::Value::Null);
+    let done = state
+        .store()
+        .complete_job(job_id, worker, req.fencing_token, &result, now)
+        .await?;
+    if done.kind == JobKind::Prove {
+        if let Some(started) = job
+            .progress
+            .as_ref()
+            .and_then(|p| p.get("started_at"))
+            .and_then(serde_json::Value::as_i64)
+        {
+            state
+                .metrics()
+                .proof_duration
+                .observe((now - started).max(0) as f64 / 1000.0);
+        }
+    }
+    state
+        .event(
+            "job.done",
+            &job_id.to_string(),
+            json!({"kind": done.kind.as_str(), "identity_id": done.identity_id, "worker_id": worker}),
+        )
+        .await;
+    state.0.wake.notify_one();
+    Ok(ApiJson(crate::api::jobs::JobView::from(&done)))
+}
+
+#[utoipa::path(post, path = "/api/v1/worker/jobs/{id}/fail", tag = "worker", request_body = FailRequest,
+    params(("id" = Uuid, Path, description = "job id")),
+    responses((status = 200, body = crate::api::jobs::JobView), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn fail(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(job_id): ApiPath<Uuid>,
+    ApiJson(req): ApiJson<FailRequest>,
+) -> ApiResult<ApiJson<crate::api::jobs::JobView>> {
+    let worker = worker_id(&p)?;
+    if req.error.len() > 4096 {
+        return Err(ApiError::invalid_field("error", "at most 4096 bytes"));
+    }
+    let now = now_ms();
+    let retry_at = req
+        .retry_after_ms
+        .map(|ms| now.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)));
+    let failure = JobFailure {
+        error: req.error,
+        retryable: req.retryable,
+        retry_at,
+    };
+    let job = state
+        .store()
+        .fail_job(job_id, worker, req.fencing_token, &failure, now)
+        .await?;
+    if job.kind == JobKind::Prove && job.state == JobState::Failed {
+        state.metrics().proofs_failed.inc();
+    }
+    state
+        .event(
+            "job.failed",
+            &job_id.to_string(),
+            json!({"kind": job.kind.as_str(), "state": job.state.as_str(), "worker_id": worker,
+                   "error": job.error}),
+        )
+        .await;
+    state.0.wake.notify_one();
+    Ok(ApiJson(crate::api::jobs::JobView::from(&job)))
+}

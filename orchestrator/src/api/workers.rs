@@ -1,0 +1,278 @@
+//! `/api/v1/workers`: the fleet's rigs as operators see them, and join tokens.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::auth::{Principal, Role};
+use super::error::{ApiError, ApiJson, ApiPath, ApiResult, ErrorBody};
+use super::jobs::JobView;
+use super::state::{now_ms, AppState};
+use crate::store::{JobFilter, JobState, NewJoinToken, Worker, WorkerState};
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WorkerView {
+    pub id: Uuid,
+    pub name: String,
+    /// `online`, `offline`, `draining` or `removed`.
+    pub state: String,
+    /// What the rig last reported (devices, measured speeds, disks).
+    #[schema(value_type = Object)]
+    pub capabilities: Value,
+    pub last_heartbeat_at: Option<i64>,
+    pub created_at: i64,
+}
+
+impl From<&Worker> for WorkerView {
+    fn from(w: &Worker) -> Self {
+        WorkerView {
+            id: w.id,
+            name: w.name.clone(),
+            state: w.state.as_str().to_owned(),
+            capabilities: w.capabilities.clone(),
+            last_heartbeat_at: w.last_heartbeat_at,
+            created_at: w.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WorkerDetail {
+    #[serde(flatten)]
+    pub worker: WorkerView,
+    /// Jobs it holds now.
+    pub leased_jobs: Vec<JobView>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateJoinToken {
+    /// A label for the operator's records (for example the rig's name).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Lifetime in seconds (1 .. 30 days); default one day.
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+}
+
+/// Shown once: the coordinator keeps only its hash. (No `Debug`: it holds the token.)
+#[derive(Clone, Serialize, ToSchema)]
+pub struct JoinTokenCreated {
+    pub id: Uuid,
+    /// Pass it to `smeshfleet worker --join-token`.
+    pub token: String,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JoinTokenView {
+    pub id: Uuid,
+    pub name: Option<String>,
+    pub expires_at: i64,
+    pub created_at: i64,
+    pub used_at: Option<i64>,
+    pub used_by: Option<Uuid>,
+}
+
+#[utoipa::path(get, path = "/api/v1/workers", tag = "workers",
+    responses((status = 200, body = [WorkerView]), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(State(state): State<AppState>, p: Principal) -> ApiResult<ApiJson<Vec<WorkerView>>> {
+    p.require(Role::Viewer)?;
+    let all = state.store().list_workers().await?;
+    Ok(ApiJson(all.iter().map(WorkerView::from).collect()))
+}
+
+#[utoipa::path(get, path = "/api/v1/workers/{id}", tag = "workers",
+    params(("id" = Uuid, Path, description = "worker id")),
+    responses((status = 200, body = WorkerDetail), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<ApiJson<WorkerDetail>> {
+    p.require(Role::Viewer)?;
+    let w = state.store().get_worker(id).await?;
+    let jobs = state
+        .store()
+        .list_jobs(&JobFilter {
+            worker_id: Some(id),
+            state: Some(JobState::Leased),
+            limit: 1000,
+            ..JobFilter::default()
+        })
+        .await?;
+    Ok(ApiJson(WorkerDetail {
+        worker: WorkerView::from(&w),
+        leased_jobs: jobs.iter().map(JobView::from).collect(),
+    }))
+}
+
+async fn set_state(state: &AppState, p: &Principal, id: Uuid, to: WorkerState) -> ApiResult<WorkerView> {
+    let w = state.store().set_worker_state(id, to, now_ms()).await?;
+    if to == WorkerState::Removed {
+        state.clear_auth_cache();
+    }
+    state
+        .event(
+            "worker.state",
+            &id.to_string(),
+            json!({"state": to.as_str(), "by": p.name()}),
+        )
+        .await;
+    state.0.wake.notify_one();
+    Ok(WorkerView::from(&w))
+}
+
+#[utoipa::path(post, path = "/api/v1/workers/{id}/drain", tag = "workers",
+    params(("id" = Uuid, Path, description = "worker id")),
+    responses((status = 200, body = WorkerView), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn drain(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<ApiJson<WorkerView>> {
+    p.require(Role::Operator)?;
+    Ok(ApiJson(set_state(&state, &p, id, WorkerState::Draining).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/workers/{id}/resume", tag = "workers",
+    params(("id" = Uuid, Path, description = "worker id")),
+    responses((status = 200, body = WorkerView), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn resume(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<ApiJson<WorkerView>> {
+    p.require(Role::Operator)?;
+    Ok(ApiJson(set_state(&state, &p, id, WorkerState::Online).await?))
+}
+
+/// Removes a worker for good: its credential stops working at once and its jobs are re-planned.
+#[utoipa::path(delete, path = "/api/v1/workers/{id}", tag = "workers",
+    params(("id" = Uuid, Path, description = "worker id")),
+    responses((status = 200, body = WorkerView), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn remove(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<ApiJson<WorkerView>> {
+    p.require(Role::Operator)?;
+    let w = state.store().get_worker(id).await?;
+    if w.state == WorkerState::Removed {
+        return Ok(ApiJson(WorkerView::from(&w)));
+    }
+    let view = set_state(&state, &p, id, WorkerState::Removed).await?;
+    // Its jobs go back to the queue now rather than when their leases run out.
+    let now = now_ms();
+    let held = state
+        .store()
+        .list_jobs(&JobFilter {
+            worker_id: Some(id),
+            state: Some(JobState::Leased),
+            limit: 100_000,
+            ..JobFilter::default()
+        })
+        .await?;
+    for job in held {
+        if let Err(e) = state.store().cancel_job(job.id, now).await {
+            if !e.is_conflict() {
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(ApiJson(view))
+}
+
+#[utoipa::path(post, path = "/api/v1/workers/join-tokens", tag = "workers", request_body = CreateJoinToken,
+    responses((status = 201, body = JoinTokenCreated), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_join_token(
+    State(state): State<AppState>,
+    p: Principal,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<(StatusCode, ApiJson<JoinTokenCreated>)> {
+    p.require(Role::Admin)?;
+    let req: CreateJoinToken = super::error::optional_json(body)?;
+    let ttl_ms = match req.ttl_seconds {
+        None => state.0.config.join_token_ttl_ms,
+        Some(s) if (1..=30 * 86_400).contains(&s) => s * 1000,
+        Some(_) => return Err(ApiError::invalid_field("ttl_seconds", "must be 1 to 2592000")),
+    };
+    if let Some(n) = &req.name {
+        if n.len() > 128 {
+            return Err(ApiError::invalid_field("name", "at most 128 characters"));
+        }
+    }
+    let token = format!("sfj_{}", crate::secrets::generate_token().as_str());
+    let now = now_ms();
+    let row = state
+        .store()
+        .create_join_token(
+            &NewJoinToken {
+                token_hash: *blake3::hash(token.as_bytes()).as_bytes(),
+                name: req.name,
+                role: "worker".into(),
+                expires_at: now.saturating_add(i64::try_from(ttl_ms).unwrap_or(i64::MAX)),
+            },
+            now,
+        )
+        .await?;
+    state
+        .event("join_token.created", &row.id.to_string(), json!({"by": p.name()}))
+        .await;
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(JoinTokenCreated {
+            id: row.id,
+            token,
+            expires_at: row.expires_at,
+        }),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/workers/join-tokens", tag = "workers",
+    responses((status = 200, body = [JoinTokenView])),
+    security(("bearer" = [])))]
+pub async fn list_join_tokens(
+    State(state): State<AppState>,
+    p: Principal,
+) -> ApiResult<ApiJson<Vec<JoinTokenView>>> {
+    p.require(Role::Admin)?;
+    let all = state.store().list_join_tokens().await?;
+    Ok(ApiJson(
+        all.into_iter()
+            .map(|t| JoinTokenView {
+                id: t.id,
+                name: t.name,
+                expires_at: t.expires_at,
+                created_at: t.created_at,
+                used_at: t.used_at,
+                used_by: t.used_by,
+            })
+            .collect(),
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/workers/join-tokens/{id}", tag = "workers",
+    params(("id" = Uuid, Path, description = "join token id")),
+    responses((status = 204), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete_join_token(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<StatusCode> {
+    p.require(Role::Admin)?;
+    state.store().delete_join_token(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

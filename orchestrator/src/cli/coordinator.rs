@@ -1,0 +1,104 @@
+//! `smeshfleet coordinator`: the fleet's brain, serving the REST API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::CliError;
+use crate::api::ApiConfig;
+use crate::keystore::KdfParams;
+use crate::reconcile::ReconcileConfig;
+use crate::service::{self, CoordinatorOptions};
+
+#[derive(Debug, Args)]
+pub struct CoordinatorArgs {
+    /// Directory for the SQLite database, the keystore and generated secrets (created 0700).
+    #[arg(long, env = "SMESHFLEET_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Address to serve the API on.
+    #[arg(long, env = "SMESHFLEET_LISTEN", default_value = "127.0.0.1:7777")]
+    pub listen: SocketAddr,
+    /// `postgres://user@host/db` to keep state in PostgreSQL; default: SQLite in the data directory.
+    #[arg(long, env = "SMESHFLEET_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// File holding the admin token (else SMESHFLEET_ADMIN_TOKEN, else one generated into the data
+    /// directory on first start).
+    #[arg(long)]
+    pub admin_token_file: Option<PathBuf>,
+    /// File holding the keystore passphrase (else SMESHFLEET_KEYSTORE_PASSPHRASE).
+    #[arg(long)]
+    pub passphrase_file: Option<PathBuf>,
+    /// Seconds a job lease lasts without a progress report.
+    #[arg(long, env = "SMESHFLEET_LEASE_SECONDS", default_value_t = 120)]
+    pub lease_seconds: u64,
+    /// Seconds between two reconcile rounds (it also runs on every relevant change).
+    #[arg(long, env = "SMESHFLEET_RECONCILE_SECONDS", default_value_t = 2)]
+    pub reconcile_seconds: u64,
+}
+
+pub fn run(args: CoordinatorArgs) -> Result<ExitCode, CliError> {
+    if args.lease_seconds == 0 || args.reconcile_seconds == 0 {
+        return Err(CliError::input(
+            false,
+            anyhow::anyhow!("--lease-seconds and --reconcile-seconds must be at least 1"),
+        ));
+    }
+    let api = ApiConfig {
+        lease_ms: args.lease_seconds * 1000,
+        ..ApiConfig::default()
+    };
+    let reconcile = ReconcileConfig {
+        interval: Duration::from_secs(args.reconcile_seconds),
+        offline_after_ms: i64::try_from(api.heartbeat_interval_ms.saturating_mul(4)).unwrap_or(i64::MAX),
+        ..ReconcileConfig::default()
+    };
+    let opts = CoordinatorOptions {
+        data_dir: args.data_dir,
+        listen: args.listen,
+        database_url: args.database_url,
+        admin_token_file: args.admin_token_file,
+        passphrase_file: args.passphrase_file,
+        admin_token_env: std::env::var("SMESHFLEET_ADMIN_TOKEN").ok(),
+        passphrase_env: std::env::var("SMESHFLEET_KEYSTORE_PASSPHRASE").ok(),
+        kdf: KdfParams::production(),
+        api,
+        reconcile,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+        .map_err(|e| CliError::runtime(false, e))?;
+    rt.block_on(service::run_coordinator(opts, shutdown_signal(), |r| {
+        println!("smeshfleet coordinator listening on http://{}", r.addr);
+    }))
+    .map_err(|e| CliError::runtime(false, e))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    eprintln!("shutting down: finishing requests in flight");
+}

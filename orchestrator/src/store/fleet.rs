@@ -1,0 +1,374 @@
+//! Bulk queries for the reconcile loop: the whole fleet in a few statements (never one query per
+//! worker, identity or job), batched writes of what a plan decides, and the counts behind the
+//! state gauges.
+
+use post::data::Layout;
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use uuid::Uuid;
+
+use super::error::StoreError;
+use super::sql::{self, col, to_i64, Arg, Built};
+use super::types::{
+    FileState, Identity, IdentityFile, IdentityState, InitRange, Job, JobKind, JobState, WorkerState,
+};
+use super::{decode_all, identities, Backend, Store};
+
+/// The columns of a job row (as `jobs.rs` reads them).
+const JOB_COLS: &str = "id, kind, identity_id, job_key, payload, state, assigned_worker_id, worker_id, \
+                        lease_expires_at, fencing_token, attempts, max_attempts, progress, result, error, \
+                        priority, not_before, created_at, updated_at";
+
+const IDENTITY_COLS: &str = "id, name, node_id, num_units, labels_per_unit, max_file_size, scrypt_n, \
+                             commitment_atx_id, coinbase, state, vrf_nonce, created_at, updated_at";
+
+/// Rows per multi-row statement (a few parameters each: far below every backend's limit).
+const CHUNK: usize = 500;
+
+fn job_from_row(row: &AnyRow) -> Result<Job, StoreError> {
+    Ok(Job {
+        id: sql::uuid(row, "id")?,
+        kind: sql::text_enum(row, "kind")?,
+        identity_id: sql::uuid(row, "identity_id")?,
+        key: col(row, "job_key")?,
+        payload: sql::json(row, "payload")?,
+        state: sql::text_enum(row, "state")?,
+        assigned_worker_id: sql::opt_uuid(row, "assigned_worker_id")?,
+        worker_id: sql::opt_uuid(row, "worker_id")?,
+        lease_expires_at: col(row, "lease_expires_at")?,
+        fencing_token: col(row, "fencing_token")?,
+        attempts: sql::u32_col(row, "attempts")?,
+        max_attempts: sql::u32_col(row, "max_attempts")?,
+        progress: sql::opt_json(row, "progress")?,
+        result: sql::opt_json(row, "result")?,
+        error: col(row, "error")?,
+        priority: col(row, "priority")?,
+        not_before: col(row, "not_before")?,
+        created_at: col(row, "created_at")?,
+        updated_at: col(row, "updated_at")?,
+    })
+}
+
+/// Decodes a `(text enum, count)` row of a GROUP BY query.
+fn count_row<E>(row: &AnyRow, name: &'static str) -> Result<(E, u64), StoreError>
+where
+    E: std::str::FromStr,
+    E::Err: std::fmt::Display,
+{
+    Ok((sql::text_enum(row, name)?, sql::u64_col(row, "n")?))
+}
+
+impl Store {
+    /// Every queued or leased job (the live work of the fleet), in no particular order.
+    pub async fn list_live_jobs(&self) -> Result<Vec<Job>, StoreError> {
+        // No ORDER BY: the state index answers the filter without visiting finished jobs.
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLS} FROM jobs WHERE state IN ('queued', 'leased')"
+        ))
+        .fetch_all(self.pool())
+        .await
+        .map_err(StoreError::map("list live jobs"))?;
+        decode_all(rows, job_from_row)
+    }
+
+    /// Finished (done, failed or cancelled) jobs of `kinds` of the given identities, created at or
+    /// after `since`, in no particular order. Served by the (identity, created_at) index, a few
+    /// hundred identities per statement, so old jobs are never scanned.
+    pub async fn list_finished_jobs_since(
+        &self,
+        identities: &[Uuid],
+        kinds: &[JobKind],
+        since: i64,
+    ) -> Result<Vec<Job>, StoreError> {
+        let mut out = Vec::new();
+        if kinds.is_empty() {
+            return Ok(out);
+        }
+        for chunk in identities.chunks(CHUNK) {
+            let mut b = Built::new("");
+            let since_p = b.arg(Arg::Int(since));
+            let ks: Vec<String> = kinds
+                .iter()
+                .map(|k| b.arg(Arg::Text(k.as_str().to_owned())))
+                .collect();
+            let ids: Vec<String> = chunk.iter().map(|i| b.arg(Arg::Text(i.to_string()))).collect();
+            b.sql = format!(
+                "SELECT {JOB_COLS} FROM jobs WHERE identity_id IN ({}) AND created_at >= {since_p} \
+                 AND state IN ('done', 'failed', 'cancelled') AND kind IN ({})",
+                ids.join(", "),
+                ks.join(", ")
+            );
+            let rows = b
+                .query()
+                .fetch_all(self.pool())
+                .await
+                .map_err(StoreError::map("list finished jobs"))?;
+            out.extend(decode_all(rows, job_from_row)?);
+        }
+        Ok(out)
+    }
+
+    /// The file rows of every identity, by (identity, file index), with their recorded progress.
+    pub async fn list_all_identity_files(&self) -> Result<Vec<IdentityFile>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT f.identity_id, f.file_index, f.worker_id, f.disk_id, f.path, f.state, f.updated_at, \
+             CAST(COALESCE(r.done, 0) AS BIGINT) AS labels_done FROM identity_files f \
+             LEFT JOIN (SELECT identity_id, file_index, SUM(end_label - start_label) AS done \
+               FROM init_ranges GROUP BY identity_id, file_index) r \
+             ON r.identity_id = f.identity_id AND r.file_index = f.file_index \
+             ORDER BY f.identity_id, f.file_index",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(StoreError::map("list all identity files"))?;
+        decode_all(rows, |row| {
+            Ok(IdentityFile {
+                identity_id: sql::uuid(row, "identity_id")?,
+                file_index: sql::u64_col(row, "file_index")?,
+                worker_id: sql::opt_uuid(row, "worker_id")?,
+                disk_id: col(row, "disk_id")?,
+                path: col(row, "path")?,
+                state: sql::text_enum(row, "state")?,
+                labels_done: sql::u64_col(row, "labels_done")?,
+                updated_at: col(row, "updated_at")?,
+            })
+        })
+    }
+
+    /// The recorded runs of done labels of every identity, by (identity, start).
+    pub async fn list_all_init_ranges(&self) -> Result<Vec<(Uuid, InitRange)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT identity_id, file_index, start_label, end_label, job_id, fencing_token, updated_at \
+             FROM init_ranges ORDER BY identity_id, start_label",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(StoreError::map("list all init ranges"))?;
+        decode_all(rows, |row| {
+            Ok((
+                sql::uuid(row, "identity_id")?,
+                InitRange {
+                    file_index: sql::u64_col(row, "file_index")?,
+                    start_label: sql::u64_col(row, "start_label")?,
+                    end_label: sql::u64_col(row, "end_label")?,
+                    job_id: sql::uuid(row, "job_id")?,
+                    fencing_token: col(row, "fencing_token")?,
+                    updated_at: col(row, "updated_at")?,
+                },
+            ))
+        })
+    }
+
+    /// Places files `(file index, disk id)` of one identity on disks of `worker_id`, in one
+    /// transaction: each file row is created or replaced with state `pending` and no path, as
+    /// [`Store::upsert_identity_file`] does, but in a few statements for all files. A file index
+    /// outside the identity's layout is `Invalid` and nothing is written. Returns the files placed.
+    pub async fn place_identity_files(
+        &self,
+        identity_id: Uuid,
+        worker_id: Uuid,
+        files: &[(u64, String)],
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let op = "place identity files";
+        if files.is_empty() {
+            return Ok(0);
+        }
+        let identity = self.get_identity(identity_id).await?;
+        let layout = Layout::new(
+            identity.num_units,
+            identity.labels_per_unit,
+            identity.max_file_size,
+        )
+        .map_err(|e| StoreError::corrupt("identity size", e.to_string()))?;
+        let num_files = layout.num_files();
+        if let Some((bad, _)) = files.iter().find(|(k, _)| *k >= num_files) {
+            return Err(StoreError::invalid(
+                "file index",
+                format!("identity {identity_id} has {num_files} files, no file {bad}"),
+            ));
+        }
+        let mut tx = self.begin_write(op).await?;
+        for chunk in files.chunks(CHUNK) {
+            let mut b = Built::new("");
+            let ident = b.arg(Arg::Text(identity_id.to_string()));
+            let worker = b.arg(Arg::Text(worker_id.to_string()));
+            let state = b.arg(Arg::Text(FileState::Pending.as_str().to_owned()));
+            let now_p = b.arg(Arg::Int(now));
+            let mut values = Vec::with_capacity(chunk.len());
+            for (index, disk) in chunk {
+                let index = b.arg(Arg::Int(to_i64("file index", *index)?));
+                let disk = b.arg(Arg::Text(disk.clone()));
+                values.push(format!(
+                    "({ident}, {index}, {worker}, {disk}, NULL, {state}, {now_p})"
+                ));
+            }
+            b.sql = format!(
+                "INSERT INTO identity_files (identity_id, file_index, worker_id, disk_id, path, state, \
+                 updated_at) VALUES {} \
+                 ON CONFLICT (identity_id, file_index) DO UPDATE SET worker_id = excluded.worker_id, \
+                 disk_id = excluded.disk_id, path = excluded.path, state = excluded.state, \
+                 updated_at = excluded.updated_at",
+                values.join(", ")
+            );
+            b.query().execute(&mut *tx).await.map_err(StoreError::map(op))?;
+        }
+        tx.commit().await.map_err(StoreError::map(op))?;
+        Ok(files.len() as u64)
+    }
+
+    /// Rewrites the payload of a job that is still queued or leased: `f` gets the stored payload
+    /// and returns the new one, or `None` to leave it. Atomic with the liveness check (the row is
+    /// locked while `f` decides). Returns the updated job, or `None` when the job is no longer
+    /// live or `f` declined; an unknown job is `NotFound`.
+    ///
+    /// A leased job's worker is not told: it learns the new payload from the answer to its next
+    /// report (or when it leases the job again).
+    pub async fn rewrite_live_job_payload<F>(
+        &self,
+        job_id: Uuid,
+        now: i64,
+        f: F,
+    ) -> Result<Option<Job>, StoreError>
+    where
+        F: FnOnce(&Value) -> Option<Value>,
+    {
+        let op = "rewrite job payload";
+        let mut tx = self.begin_write(op).await?;
+        let row = sqlx::query(&format!(
+            "SELECT state, payload FROM jobs WHERE id = $1{}",
+            self.for_update()
+        ))
+        .bind(job_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::map(op))?;
+        let Some(row) = row else {
+            return Err(StoreError::not_found("job", job_id));
+        };
+        let state: JobState = sql::text_enum(&row, "state")?;
+        if !state.is_active() {
+            return Ok(None);
+        }
+        let payload = sql::json(&row, "payload")?;
+        let Some(new) = f(&payload) else {
+            return Ok(None);
+        };
+        let row = sqlx::query(&format!(
+            "UPDATE jobs SET payload = $2, updated_at = $3 \
+             WHERE id = $1 AND state IN ('queued', 'leased') RETURNING {JOB_COLS}"
+        ))
+        .bind(job_id.to_string())
+        .bind(sql::json_text(&new))
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::map(op))?;
+        let job = row.as_ref().map(job_from_row).transpose()?;
+        tx.commit().await.map_err(StoreError::map(op))?;
+        Ok(job)
+    }
+
+    /// Identities in state `created` or `initializing`, each with its labels recorded done (all
+    /// files) and the number of init jobs it has had (any state), by id.
+    pub async fn list_identities_in_init(&self) -> Result<Vec<(Identity, u64, u64)>, StoreError> {
+        let cols = IDENTITY_COLS
+            .split(", ")
+            .map(|c| format!("i.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = sqlx::query(&format!(
+            "SELECT {cols}, \
+             CAST(COALESCE((SELECT SUM(r.end_label - r.start_label) FROM init_ranges r \
+               WHERE r.identity_id = i.id), 0) AS BIGINT) AS labels_done, \
+             CAST((SELECT COUNT(*) FROM jobs j WHERE j.identity_id = i.id AND j.kind = 'init') AS BIGINT) \
+               AS init_jobs \
+             FROM identities i WHERE i.state IN ('created', 'initializing') ORDER BY i.id"
+        ))
+        .fetch_all(self.pool())
+        .await
+        .map_err(StoreError::map("list identities in init"))?;
+        decode_all(rows, |row| {
+            Ok((
+                identities::from_row(row)?,
+                sql::u64_col(row, "labels_done")?,
+                sql::u64_col(row, "init_jobs")?,
+            ))
+        })
+    }
+
+    /// Appends events `(kind, subject, data)` in one transaction, in order; returns their ids.
+    pub async fn append_events(
+        &self,
+        events: &[(String, String, Value)],
+        now: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let op = "append events";
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin_write(op).await?;
+        if self.backend() == Backend::Postgres {
+            // As in `append_event`: ids must become visible in commit order.
+            sqlx::query("LOCK TABLE events IN EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::map(op))?;
+        }
+        let mut ids = Vec::with_capacity(events.len());
+        for (kind, subject, data) in events {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO events (kind, subject, data, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+            )
+            .bind(kind.as_str())
+            .bind(subject.as_str())
+            .bind(sql::json_text(data))
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(StoreError::map(op))?;
+            ids.push(id);
+        }
+        tx.commit().await.map_err(StoreError::map(op))?;
+        Ok(ids)
+    }
+
+    /// Number of jobs per (kind, state); combinations without jobs are absent.
+    pub async fn count_jobs_by_kind_state(&self) -> Result<Vec<(JobKind, JobState, u64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kind, state, CAST(COUNT(*) AS BIGINT) AS n FROM jobs GROUP BY kind, state ORDER BY kind, state",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(StoreError::map("count jobs"))?;
+        decode_all(rows, |row| {
+            Ok((
+                sql::text_enum(row, "kind")?,
+                sql::text_enum(row, "state")?,
+                sql::u64_col(row, "n")?,
+            ))
+        })
+    }
+
+    /// Number of identities per state; states without identities are absent.
+    pub async fn count_identities_by_state(&self) -> Result<Vec<(IdentityState, u64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT state, CAST(COUNT(*) AS BIGINT) AS n FROM identities GROUP BY state ORDER BY state",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(StoreError::map("count identities"))?;
+        decode_all(rows, |row| count_row(row, "state"))
+    }
+
+    /// Number of workers per state; states without workers are absent.
+    pub async fn count_workers_by_state(&self) -> Result<Vec<(WorkerState, u64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT state, CAST(COUNT(*) AS BIGINT) AS n FROM workers GROUP BY state ORDER BY state",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(StoreError::map("count workers"))?;
+        decode_all(rows, |row| count_row(row, "state"))
+    }
+}

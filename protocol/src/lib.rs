@@ -1,0 +1,481 @@
+//! What the coordinator and its workers say to each other: JSON bodies of the worker-facing routes
+//! (`/api/v1/worker/...`), the payload stored with every job, and the work items the scheduler
+//! plans (devices, label ranges, nonce groups). The worker links this crate, never the coordinator.
+//!
+//! Identities appear here by their public data only (node id, commitment ATX id, sizes): no type in
+//! this module has a field that could carry a private key, and every request type refuses unknown
+//! fields, so a key cannot ride along unnoticed either.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Where a file lives: one disk of one worker, wholly.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+pub struct Placement {
+    pub worker_id: String,
+    pub disk_id: String,
+}
+
+/// Labels `[start, end)` by their index in the identity's data (global, not per file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+pub struct LabelRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl LabelRange {
+    pub fn len(&self) -> u64 {
+        self.end.saturating_sub(self.start)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.end <= self.start
+    }
+}
+
+/// Nonce groups `[start, end)` (absolute group numbers: group g holds nonces 16g..16g+15).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+pub struct GroupRange {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl GroupRange {
+    pub fn len(&self) -> u32 {
+        self.end.saturating_sub(self.start)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.end <= self.start
+    }
+}
+
+/// What a job runs on.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Device {
+    Gpu { index: u32 },
+    Cpu,
+    Disk { disk_id: String },
+}
+
+/// What a job does. `progress` of the job is measured in the unit named here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum JobKind {
+    /// Compute and write labels; progress = labels durably written from `range.start`.
+    Init { file_index: u32, range: LabelRange },
+    /// Re-derive and compare labels; progress = labels checked from `range.start`.
+    Verify { file_index: u32, range: LabelRange },
+    /// Solve k2pow for nonce groups; progress = groups solved from `groups.start`.
+    K2pow { groups: GroupRange },
+    /// One proving pass over all the identity's data; progress = labels read.
+    Prove {
+        first_nonce: u32,
+        nonces: u32,
+        disks: Vec<String>,
+    },
+}
+
+impl JobKind {
+    pub fn name(&self) -> JobKindName {
+        match self {
+            JobKind::Init { .. } => JobKindName::Init,
+            JobKind::Verify { .. } => JobKindName::Verify,
+            JobKind::K2pow { .. } => JobKindName::K2pow,
+            JobKind::Prove { .. } => JobKindName::Prove,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKindName {
+    Init,
+    Verify,
+    K2pow,
+    Prove,
+}
+
+/// What a worker reports about its rig at enrollment and, when it changes, with a heartbeat.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Capabilities {
+    #[serde(default)]
+    pub hostname: String,
+    /// The worker's smeshfleet version.
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub gpus: Vec<GpuInfo>,
+    #[serde(default)]
+    pub cpu: CpuInfo,
+    #[serde(default)]
+    pub disks: Vec<DiskInfo>,
+    /// The operator paused this rig (it keeps its leases, takes nothing new).
+    #[serde(default)]
+    pub paused: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuInfo {
+    /// The device's index on its rig (CUDA ordinal).
+    pub index: u32,
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub memory_bytes: u64,
+    /// Measured initialization speed (N = the identity's scrypt N, mainnet 8192).
+    #[serde(default)]
+    pub labels_per_s: f64,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub temperature_c: Option<f64>,
+    #[serde(default)]
+    pub power_w: Option<f64>,
+    /// 0..=100.
+    #[serde(default)]
+    pub utilization_percent: Option<f64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CpuInfo {
+    #[serde(default)]
+    pub threads: u32,
+    /// Measured label speed of all threads; 0 = not measured.
+    #[serde(default)]
+    pub labels_per_s: f64,
+    /// Measured RandomX (fast mode) hashes per second of all threads; 0 = no k2pow here.
+    #[serde(default)]
+    pub randomx_hashes_per_s: f64,
+    /// Measured proving throughput at 16 nonces per pass, data in memory; 0 = not measured.
+    #[serde(default)]
+    pub proving_mib_s_per_16_nonces: f64,
+    /// Whether this CPU may compute labels.
+    #[serde(default)]
+    pub init_enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiskInfo {
+    /// Unique on its rig (the worker derives it from the `--disk` path).
+    pub id: String,
+    /// The directory the worker stores data under.
+    pub mount: String,
+    /// Disks naming the same physical device share its bandwidth.
+    #[serde(default)]
+    pub physical_device: String,
+    #[serde(default)]
+    pub filesystem: String,
+    pub capacity_bytes: u64,
+    pub free_bytes: u64,
+    /// Measured sequential read speed, MB/s; 0 = not measured.
+    #[serde(default)]
+    pub read_mb_s: f64,
+    /// Measured sequential write speed, MB/s; 0 = not measured.
+    #[serde(default)]
+    pub write_mb_s: f64,
+}
+
+/// A field that fails validation: its path in the body and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {why}")]
+pub struct FieldError {
+    pub field: String,
+    pub why: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, why: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            why: why.into(),
+        }
+    }
+}
+
+fn rate(field: String, v: f64) -> Result<(), FieldError> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        Err(FieldError::new(field, "must be a finite number >= 0"))
+    }
+}
+
+/// Most GPUs, CPUs threads and disks one rig may report (a bound on what one request can cost).
+pub const MAX_DEVICES: usize = 4096;
+
+impl Capabilities {
+    /// Checks what serde cannot: unique ids, sane numbers.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if self.gpus.len() > MAX_DEVICES {
+            return Err(FieldError::new("capabilities.gpus", "too many entries"));
+        }
+        if self.disks.len() > MAX_DEVICES {
+            return Err(FieldError::new("capabilities.disks", "too many entries"));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (k, g) in self.gpus.iter().enumerate() {
+            if !seen.insert(g.index) {
+                return Err(FieldError::new(
+                    format!("capabilities.gpus[{k}].index"),
+                    format!("GPU index {} is listed twice", g.index),
+                ));
+            }
+            rate(format!("capabilities.gpus[{k}].labels_per_s"), g.labels_per_s)?;
+        }
+        rate("capabilities.cpu.labels_per_s".into(), self.cpu.labels_per_s)?;
+        rate(
+            "capabilities.cpu.randomx_hashes_per_s".into(),
+            self.cpu.randomx_hashes_per_s,
+        )?;
+        rate(
+            "capabilities.cpu.proving_mib_s_per_16_nonces".into(),
+            self.cpu.proving_mib_s_per_16_nonces,
+        )?;
+        let mut ids = std::collections::BTreeSet::new();
+        for (k, d) in self.disks.iter().enumerate() {
+            if d.id.trim().is_empty() || d.id.len() > 256 {
+                return Err(FieldError::new(
+                    format!("capabilities.disks[{k}].id"),
+                    "must be 1 to 256 characters",
+                ));
+            }
+            if !ids.insert(d.id.as_str()) {
+                return Err(FieldError::new(
+                    format!("capabilities.disks[{k}].id"),
+                    format!("disk id {:?} is listed twice", d.id),
+                ));
+            }
+            if d.free_bytes > d.capacity_bytes {
+                return Err(FieldError::new(
+                    format!("capabilities.disks[{k}].free_bytes"),
+                    "exceeds capacity_bytes",
+                ));
+            }
+            rate(format!("capabilities.disks[{k}].read_mb_s"), d.read_mb_s)?;
+            rate(format!("capabilities.disks[{k}].write_mb_s"), d.write_mb_s)?;
+        }
+        Ok(())
+    }
+}
+
+/// The payload stored with every job: what to do, on which device, and where the data goes.
+/// The job's identity is the job row's `identity_id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    pub device: Device,
+    pub work: JobKind,
+    /// Init and verify: the disk the file lives on.
+    #[serde(default)]
+    pub target: Option<Placement>,
+    /// k2pow and prove: the challenge, 64 hex digits.
+    #[serde(default)]
+    pub challenge: Option<String>,
+}
+
+/// The public data of a job's identity that a worker needs to do the job. Never a key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityParams {
+    pub identity_id: Uuid,
+    /// 64 hex digits: the identity's public key.
+    pub node_id: String,
+    /// 64 hex digits, once known.
+    pub commitment_atx_id: Option<String>,
+    pub num_units: u32,
+    pub labels_per_unit: u64,
+    pub max_file_size: u64,
+    pub scrypt_n: u32,
+}
+
+/// `POST /api/v1/worker/enroll`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    /// The one-time join token from `POST /api/v1/workers/join-tokens`.
+    pub join_token: String,
+    /// The rig's name as operators see it.
+    pub name: String,
+    #[serde(default)]
+    pub capabilities: Capabilities,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EnrollResponse {
+    pub worker_id: Uuid,
+    /// The worker's own bearer token from now on. Shown once; the coordinator keeps a hash.
+    pub credential: String,
+}
+
+/// `POST /api/v1/worker/heartbeat`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    /// New capabilities, when they changed (free space, measured speeds, devices).
+    #[serde(default)]
+    pub capabilities: Option<Capabilities>,
+    /// The jobs the worker holds, so that the answer can name those it must stop.
+    #[serde(default)]
+    pub jobs: Vec<Uuid>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HeartbeatResponse {
+    /// `online` or `draining` (a removed worker gets 401 instead).
+    pub state: String,
+    /// Finish or hand back what you hold, take nothing new.
+    pub drain: bool,
+    /// Jobs among those reported that the worker no longer holds (cancelled, expired, reassigned):
+    /// stop them; what they reported done stays counted.
+    pub stop: Vec<Uuid>,
+    /// Send the next heartbeat within this many milliseconds.
+    pub heartbeat_interval_ms: u64,
+}
+
+/// `POST /api/v1/worker/lease`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRequest {
+    /// Kinds the worker takes now (`init`, `verify`, `k2pow`, `prove`); empty: any.
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// At most this many jobs (1..=64; default 1).
+    #[serde(default)]
+    pub max_jobs: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LeaseResponse {
+    pub jobs: Vec<LeasedJob>,
+    /// Each lease lasts this long unless renewed by a progress report.
+    pub lease_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LeasedJob {
+    pub job_id: Uuid,
+    pub kind: String,
+    /// Every report about this job must carry it; a newer lease makes it stale.
+    pub fencing_token: i64,
+    pub lease_expires_at: i64,
+    pub attempt: u32,
+    pub identity: IdentityParams,
+    pub spec: JobSpec,
+    /// The last checkpoint any holder of this job reported (resume from it).
+    #[schema(value_type = Option<Object>)]
+    pub progress: Option<Value>,
+}
+
+/// Labels `[start_label, end_label)` (identity-wide indices, within file `file_index`) written and
+/// durable on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RangeDone {
+    pub file_index: u64,
+    pub start_label: u64,
+    pub end_label: u64,
+}
+
+/// `POST /api/v1/worker/jobs/{id}/progress`: renews the lease and checkpoints.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProgressRequest {
+    pub fencing_token: i64,
+    /// Units done from the start of the job's range (labels, groups or bytes, per kind).
+    #[serde(default)]
+    pub done: u64,
+    /// Current speed in the same unit per second.
+    #[serde(default)]
+    pub rate_per_s: f64,
+    /// Init: ranges now durable; each is recorded once, whatever the retries.
+    #[serde(default)]
+    pub ranges: Vec<RangeDone>,
+    /// Free-form checkpoint the worker resumes from (for example k2pow nonces found so far).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub checkpoint: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProgressResponse {
+    pub lease_expires_at: i64,
+    /// Ranges of this report that were new (the rest were already recorded).
+    pub ranges_recorded: u32,
+}
+
+/// `POST /api/v1/worker/jobs/{id}/complete`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRequest {
+    pub fencing_token: i64,
+    /// Init: the last ranges, recorded in the same request before the job is marked done.
+    #[serde(default)]
+    pub ranges: Vec<RangeDone>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+}
+
+/// `POST /api/v1/worker/jobs/{id}/fail`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailRequest {
+    pub fencing_token: i64,
+    pub error: String,
+    /// Requeue while attempts remain (a crash, a lost disk) or fail for good (bad input).
+    #[serde(default = "yes")]
+    pub retryable: bool,
+    /// With `retryable`: wait this long before the job may be leased again.
+    #[serde(default)]
+    pub retry_after_ms: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_validation_names_the_field() {
+        let mut c = Capabilities {
+            disks: vec![DiskInfo {
+                id: "d0".into(),
+                mount: "/data".into(),
+                physical_device: String::new(),
+                filesystem: "ext4".into(),
+                capacity_bytes: 10,
+                free_bytes: 20,
+                read_mb_s: 0.0,
+                write_mb_s: 0.0,
+            }],
+            ..Capabilities::default()
+        };
+        let e = c.validate().expect_err("free > capacity");
+        assert_eq!(e.field, "capabilities.disks[0].free_bytes");
+        c.disks[0].free_bytes = 5;
+        c.validate().expect("valid");
+        c.cpu.labels_per_s = f64::NAN;
+        assert_eq!(
+            c.validate().expect_err("nan").field,
+            "capabilities.cpu.labels_per_s"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let e = serde_json::from_str::<EnrollRequest>(r#"{"join_token":"t","name":"n","private_key":"00"}"#)
+            .expect_err("unknown field");
+        assert!(e.to_string().contains("private_key"));
+    }
+}
