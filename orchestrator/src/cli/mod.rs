@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 pub mod coordinator;
 pub mod post;
 mod progress;
+pub mod worker;
 
 /// smeshfleet: a self-hosted orchestrator for large Spacemesh smeshers.
 #[derive(Debug, Parser)]
@@ -27,6 +28,8 @@ pub enum Command {
     Post(post::PostCommand),
     /// Run the coordinator: identities, keys, state, scheduler and the REST API.
     Coordinator(coordinator::CoordinatorArgs),
+    /// Run a worker on this rig: discover GPUs and disks, enroll, run the coordinator's jobs.
+    Worker(worker::WorkerArgs),
     /// Print the coordinator's OpenAPI document.
     Openapi,
 }
@@ -49,6 +52,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Post(cmd) => post::run(cmd),
         Command::Coordinator(args) => coordinator::run(args),
+        Command::Worker(args) => worker::run(args),
         Command::Openapi => {
             print!("{}", crate::api::openapi::openapi_json());
             Ok(ExitCode::SUCCESS)
