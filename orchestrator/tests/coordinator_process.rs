@@ -16,6 +16,16 @@ struct Coordinator {
     url: String,
 }
 
+/// A coordinator is killed if the test panics before stopping it.
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()

@@ -22,8 +22,20 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A child process that is killed if the test panics before stopping it.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Spawns a command and waits for a stdout line starting with `ready`; returns the child and it.
-fn spawn_until(cmd: &mut Command, ready: &str) -> (Child, String) {
+fn spawn_until(cmd: &mut Command, ready: &str) -> (Guard, String) {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -40,12 +52,13 @@ fn spawn_until(cmd: &mut Command, ready: &str) -> (Child, String) {
     }
     std::thread::spawn(move || for _ in lines {});
     (
-        child,
+        Guard(child),
         found.unwrap_or_else(|| panic!("the process never printed {ready:?}")),
     )
 }
 
-fn stop(child: &mut Child) -> Option<i32> {
+fn stop(guard: &mut Guard) -> Option<i32> {
+    let child = &mut guard.0;
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
