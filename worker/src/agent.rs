@@ -131,6 +131,10 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
     let mut tasks = tokio::task::JoinSet::new();
     let mut draining = false;
     let mut heartbeat = tokio::time::interval(opts.heartbeat_interval);
+    // Free space and GPU telemetry go with every 12th heartbeat.
+    let mut caps = opts.capabilities.clone();
+    let probe = Arc::new(crate::discovery::GpuProbe::new());
+    let mut beats: u64 = 0;
     let mut poll = tokio::time::interval(opts.lease_poll);
     tokio::pin!(shutdown);
     loop {
@@ -138,7 +142,28 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
             () = &mut shutdown => break,
             _ = heartbeat.tick() => {
                 let jobs: Vec<Uuid> = running.lock().map(|m| m.keys().copied().collect()).unwrap_or_default();
-                match client.heartbeat(&HeartbeatRequest { capabilities: None, jobs }).await {
+                beats += 1;
+                let capabilities = if beats.is_multiple_of(12) {
+                    let (mut c, p) = (caps.clone(), probe.clone());
+                    match tokio::task::spawn_blocking(move || {
+                        crate::discovery::refresh(&mut c, &p);
+                        c
+                    })
+                    .await
+                    {
+                        Ok(c) => {
+                            caps = c;
+                            Some(caps.clone())
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "refreshing free space and telemetry failed");
+                            None
+                        }
+                    }
+                } else {
+                    None
+                };
+                match client.heartbeat(&HeartbeatRequest { capabilities, jobs }).await {
                     Ok(r) => {
                         draining = r.drain;
                         if let Ok(m) = running.lock() {

@@ -123,17 +123,22 @@ pub async fn heartbeat(
             worker: id.to_string(),
         })
         .set(now as f64 / 1000.0);
-    if before.state == WorkerState::Offline || req.capabilities.is_some() {
-        if before.state == WorkerState::Offline {
-            state
-                .event(
-                    "worker.state",
-                    &id.to_string(),
-                    json!({"state": w.state.as_str()}),
-                )
-                .await;
-        }
+    if before.state == WorkerState::Offline {
+        state
+            .event(
+                "worker.state",
+                &id.to_string(),
+                json!({"state": w.state.as_str()}),
+            )
+            .await;
         state.0.wake.notify_one();
+    } else if let Some(new) = &req.capabilities {
+        // Free space and telemetry change on every report; only a change of the devices
+        // themselves is worth planning again now (the loop's own interval covers the rest).
+        let old: Option<Capabilities> = serde_json::from_value(before.capabilities.clone()).ok();
+        if old.is_none_or(|o| device_shape(&o) != device_shape(new)) {
+            state.0.wake.notify_one();
+        }
     }
     let mut stop = Vec::new();
     if !req.jobs.is_empty() {
@@ -160,6 +165,16 @@ pub async fn heartbeat(
         stop,
         heartbeat_interval_ms: state.0.config.heartbeat_interval_ms,
     }))
+}
+
+/// What of a rig the plan depends on beyond free space: which devices exist and may work.
+fn device_shape(c: &Capabilities) -> (Vec<(u32, bool)>, Vec<&str>, bool, bool) {
+    (
+        c.gpus.iter().map(|g| (g.index, g.enabled)).collect(),
+        c.disks.iter().map(|d| d.id.as_str()).collect(),
+        c.cpu.init_enabled,
+        c.paused,
+    )
 }
 
 fn identity_params(i: &Identity) -> IdentityParams {
