@@ -240,3 +240,152 @@ fn walk_find(root: &Path, name: &str) -> Option<std::path::PathBuf> {
     }
     None
 }
+
+/// A worker killed with SIGKILL in the middle of an init job loses nothing it reported: after a
+/// restart (same data directory, no join token) and the lease's expiry, the job resumes and the
+/// data is still byte for byte `smeshfleet post init`'s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_sigkill_mid_init_resumes_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let (mut coord, line) = spawn_until(
+        Command::new(BIN)
+            .args(["coordinator", "--data-dir"])
+            .arg(dir.path().join("coord"))
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--reconcile-seconds",
+                "1",
+            ])
+            .args(["--lease-seconds", "3"])
+            .env("SMESHFLEET_ADMIN_TOKEN", ADMIN)
+            .env("SMESHFLEET_KEYSTORE_PASSPHRASE", "e2e passphrase 123"),
+        "smeshfleet coordinator listening on ",
+    );
+    let url = line
+        .trim_start_matches("smeshfleet coordinator listening on ")
+        .to_owned();
+    let http = reqwest::Client::new();
+    let commitment = "22".repeat(32);
+    // One file of 16384 labels: long enough that the kill lands mid-job.
+    let r = http
+        .post(format!("{url}/api/v1/identities"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "killed", "num_units": 4, "labels_per_unit": 4096,
+            "max_file_size": 16 * 16384, "scrypt_n": 8192, "commitment_atx_id": commitment}))
+        .send()
+        .await
+        .expect("create identity");
+    assert_eq!(r.status(), 201);
+    let identity: Value = r.json().await.expect("json");
+    let id = identity["id"].as_str().expect("id").to_owned();
+    let node_id = identity["node_id"].as_str().expect("node id").to_owned();
+    let join: Value = http
+        .post(format!("{url}/api/v1/workers/join-tokens"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("join token")
+        .json()
+        .await
+        .expect("json");
+    let disk = dir.path().join("disk0");
+    let worker_cmd = |join_token: Option<&str>| {
+        let mut c = Command::new(BIN);
+        c.args(["worker", "--coordinator", &url])
+            .arg("--data-dir")
+            .arg(dir.path().join("worker"))
+            .arg("--disk")
+            .arg(&disk)
+            .args([
+                "--gpus",
+                "none",
+                "--cpu-init",
+                "--measure-seconds",
+                "0.3",
+                "--disk-test-mib",
+                "4",
+                "--heartbeat-seconds",
+                "1",
+            ]);
+        if let Some(t) = join_token {
+            c.args(["--join-token", t]);
+        }
+        c
+    };
+    let (mut worker, _) = spawn_until(&mut worker_cmd(join["token"].as_str()), "smeshfleet worker ");
+    // Wait until some labels are recorded, then kill the worker without warning.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let v: Value = http
+            .get(format!("{url}/api/v1/identities/{id}"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        let done = v["labels_done"].as_u64().unwrap_or(0);
+        if done > 0 {
+            assert!(done < 16384, "the kill must land mid-job (done {done})");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no progress in time: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    worker.0.kill().expect("SIGKILL");
+    let _ = worker.0.wait();
+
+    // Restart without a join token: the saved credential is used.
+    let (mut worker, _) = spawn_until(&mut worker_cmd(None), "smeshfleet worker ");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let v: Value = http
+            .get(format!("{url}/api/v1/identities/{id}"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        if v["state"] == "ready" {
+            assert_eq!(v["labels_done"], 16384, "{v}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not ready after the restart: {v}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let reference = dir.path().join("reference");
+    let out = Command::new(BIN)
+        .args(["post", "init", "--datadir"])
+        .arg(&reference)
+        .args([
+            "--node-id",
+            &node_id,
+            "--commitment-atx-id",
+            &commitment,
+            "--num-units",
+            "4",
+        ])
+        .args([
+            "--labels-per-unit",
+            "4096",
+            "--max-file-size",
+            "262144",
+            "--scrypt-n",
+            "8192",
+        ])
+        .output()
+        .expect("post init");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let data = walk_find(&disk, &node_id).expect("the identity's directory");
+    assert_eq!(
+        read(&data.join("postdata_0.bin")),
+        read(&reference.join("postdata_0.bin"))
+    );
+    assert_eq!(stop(&mut worker), Some(0));
+    assert_eq!(stop(&mut coord), Some(0));
+}
