@@ -2,10 +2,10 @@
 //! token, an identity created over the API; the coordinator plans the init, the worker leases,
 //! computes, writes and reports; the data on the worker's disk is byte for byte what
 //! `smeshfleet post init` writes for the same identity, and the identity becomes ready.
-//! SIGTERM stops both cleanly.
+//! SIGTERM stops both cleanly; SIGKILL of the worker loses nothing it reported.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,8 @@ use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_smeshfleet");
 const ADMIN: &str = "e2e-admin-token-0123456789abcdef";
+const PASSPHRASE: &str = "e2e passphrase 123";
+const LISTENING: &str = "smeshfleet coordinator listening on ";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -77,118 +79,153 @@ fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn coordinator_and_worker_initialize_an_identity() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let (mut coord, line) = spawn_until(
+/// Starts a coordinator in `dir/coord`; returns it and its URL.
+fn start_coordinator(dir: &Path, lease_seconds: u64) -> (Guard, String) {
+    let (coord, line) = spawn_until(
         Command::new(BIN)
             .args(["coordinator", "--data-dir"])
-            .arg(dir.path().join("coord"))
+            .arg(dir.join("coord"))
+            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
             .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
                 "--reconcile-seconds",
                 "1",
+                "--lease-seconds",
+                &lease_seconds.to_string(),
             ])
             .env("SMESHFLEET_ADMIN_TOKEN", ADMIN)
-            .env("SMESHFLEET_KEYSTORE_PASSPHRASE", "e2e passphrase 123"),
-        "smeshfleet coordinator listening on ",
+            .env("SMESHFLEET_KEYSTORE_PASSPHRASE", PASSPHRASE),
+        LISTENING,
     );
-    let url = line
-        .trim_start_matches("smeshfleet coordinator listening on ")
-        .to_owned();
-    let http = reqwest::Client::new();
+    (coord, line.trim_start_matches(LISTENING).to_owned())
+}
 
-    let commitment = "11".repeat(32);
-    let r = http
-        .post(format!("{url}/api/v1/identities"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": "e2e", "num_units": 2, "labels_per_unit": 4096,
-            "max_file_size": 16 * 4096, "scrypt_n": 8192, "commitment_atx_id": commitment}))
-        .send()
-        .await
-        .expect("create identity");
-    assert_eq!(r.status(), 201);
-    let identity: Value = r.json().await.expect("json");
-    let id = identity["id"].as_str().expect("id").to_owned();
-    let node_id = identity["node_id"].as_str().expect("node id").to_owned();
+/// The command of a CPU worker with its data in `dir/worker` and one disk, `dir/disk0`.
+fn worker_cmd(url: &str, dir: &Path, join_token: Option<&str>) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(["worker", "--coordinator", url])
+        .arg("--data-dir")
+        .arg(dir.join("worker"))
+        .arg("--disk")
+        .arg(dir.join("disk0"))
+        .args(["--gpus", "none", "--cpu-init", "--measure-seconds", "0.3"])
+        .args([
+            "--disk-test-mib",
+            "4",
+            "--heartbeat-seconds",
+            "1",
+            "--name",
+            "rig-e2e",
+        ]);
+    if let Some(t) = join_token {
+        c.args(["--join-token", t]);
+    }
+    c
+}
 
-    let r = http
-        .post(format!("{url}/api/v1/workers/join-tokens"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("join token");
-    assert_eq!(r.status(), 201);
-    let join: Value = r.json().await.expect("json");
-    let disk = dir.path().join("disk0");
-    let (mut worker, _) = spawn_until(
-        Command::new(BIN)
-            .args(["worker", "--coordinator", &url, "--join-token"])
-            .arg(join["token"].as_str().expect("token"))
-            .arg("--data-dir")
-            .arg(dir.path().join("worker"))
-            .arg("--disk")
-            .arg(&disk)
-            .args([
-                "--gpus",
-                "none",
-                "--cpu-init",
-                "--measure-seconds",
-                "0.3",
-                "--disk-test-mib",
-                "4",
-            ])
-            .args(["--heartbeat-seconds", "1", "--name", "rig-e2e"]),
-        "smeshfleet worker ",
-    );
+async fn post_admin(http: &reqwest::Client, url: &str, body: Option<Value>) -> Value {
+    let mut req = http.post(url).bearer_auth(ADMIN);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.expect("request");
+    assert!(r.status().is_success(), "{url}: {}", r.status());
+    r.json().await.expect("json")
+}
 
-    // Wait for the identity to become ready (every label recorded done).
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let last = loop {
-        let r = http
-            .get(format!("{url}/api/v1/identities/{id}"))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .expect("get identity");
-        let now: Value = r.json().await.expect("json");
-        if now["state"] == "ready" {
-            break now;
+async fn get_admin(http: &reqwest::Client, url: &str) -> Value {
+    let r = http.get(url).bearer_auth(ADMIN).send().await.expect("request");
+    r.json().await.expect("json")
+}
+
+/// Polls the identity until `done` says so; fails after `secs`.
+async fn wait_identity(
+    http: &reqwest::Client,
+    url: &str,
+    id: &str,
+    secs: u64,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let v = get_admin(http, &format!("{url}/api/v1/identities/{id}")).await;
+        if done(&v) {
+            return v;
         }
-        assert!(Instant::now() < deadline, "identity not ready in time: {now}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
-    assert_eq!(last["labels_done"], 8192, "{last}");
+        assert!(Instant::now() < deadline, "identity not there in time: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
 
-    // The reference: `smeshfleet post init` for the same identity.
-    let reference = dir.path().join("reference");
+/// `smeshfleet post init` of the same identity into `dir`: the reference the worker must match.
+fn reference_init(dir: &Path, node_id: &str, commitment: &str, units: u32, max_file_size: u64) {
     let out = Command::new(BIN)
         .args(["post", "init", "--datadir"])
-        .arg(&reference)
+        .arg(dir)
+        .args(["--node-id", node_id, "--commitment-atx-id", commitment])
+        .args(["--num-units", &units.to_string(), "--labels-per-unit", "4096"])
         .args([
-            "--node-id",
-            &node_id,
-            "--commitment-atx-id",
-            &commitment,
-            "--num-units",
-            "2",
-        ])
-        .args([
-            "--labels-per-unit",
-            "4096",
             "--max-file-size",
-            "65536",
+            &max_file_size.to_string(),
             "--scrypt-n",
             "8192",
         ])
         .output()
         .expect("post init");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
 
-    // Find the identity's directory on the worker's disk.
-    let data = walk_find(&disk, &node_id).expect("the identity's directory on the disk");
+fn walk_files(root: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk_files(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+fn find_dir(root: &Path, name: &str) -> Option<PathBuf> {
+    let mut files = Vec::new();
+    walk_files(root, &mut files);
+    files
+        .into_iter()
+        .filter_map(|f| f.parent().map(Path::to_path_buf))
+        .find(|d| d.file_name().is_some_and(|n| n == name))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinator_and_worker_initialize_an_identity() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut coord, url) = start_coordinator(dir.path(), 120);
+    let http = reqwest::Client::new();
+
+    let commitment = "11".repeat(32);
+    let identity = post_admin(
+        &http,
+        &format!("{url}/api/v1/identities"),
+        Some(json!({"name": "e2e", "num_units": 2, "labels_per_unit": 4096,
+            "max_file_size": 16 * 4096, "scrypt_n": 8192, "commitment_atx_id": commitment})),
+    )
+    .await;
+    let id = identity["id"].as_str().expect("id").to_owned();
+    let node_id = identity["node_id"].as_str().expect("node id").to_owned();
+    let join = post_admin(&http, &format!("{url}/api/v1/workers/join-tokens"), None).await;
+    let (mut worker, _) = spawn_until(
+        &mut worker_cmd(&url, dir.path(), join["token"].as_str()),
+        "smeshfleet worker ",
+    );
+
+    // Every label recorded done.
+    let last = wait_identity(&http, &url, &id, 180, |v| v["state"] == "ready").await;
+    assert_eq!(last["labels_done"], 8192, "{last}");
+
+    let reference = dir.path().join("reference");
+    reference_init(&reference, &node_id, &commitment, 2, 65536);
+    let data = find_dir(&dir.path().join("disk0"), &node_id).expect("the identity's directory on the disk");
     for k in 0..2 {
         let name = format!("postdata_{k}.bin");
         assert_eq!(
@@ -211,34 +248,35 @@ async fn coordinator_and_worker_initialize_an_identity() {
         assert_eq!(ours[field], theirs[field], "metadata field {field}");
     }
 
-    // No job is left live, and the worker never saw a key: its data dir holds none.
-    let r = http
-        .get(format!("{url}/api/v1/jobs?state=leased"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("jobs");
-    let leased: Value = r.json().await.expect("json");
+    // No job is left leased.
+    let leased = get_admin(&http, &format!("{url}/api/v1/jobs?state=leased")).await;
     assert_eq!(leased, json!([]));
+
+    // The worker never held the key: no file of its data directory or disk contains it.
+    let key = post_admin(
+        &http,
+        &format!("{url}/api/v1/identities/{id}/export"),
+        Some(json!({"passphrase": PASSPHRASE})),
+    )
+    .await;
+    let seed_hex = key["key"].as_str().expect("key")[..64].to_owned();
+    let seed = hex::decode(&seed_hex).expect("hex");
+    let mut files = Vec::new();
+    walk_files(&dir.path().join("worker"), &mut files);
+    walk_files(&dir.path().join("disk0"), &mut files);
+    assert!(!files.is_empty());
+    for f in files {
+        let bytes = read(&f);
+        let holds = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+        assert!(
+            !holds(seed_hex.as_bytes()) && !holds(&seed),
+            "{} holds the key",
+            f.display()
+        );
+    }
 
     assert_eq!(stop(&mut worker), Some(0), "worker exits cleanly on SIGTERM");
     assert_eq!(stop(&mut coord), Some(0), "coordinator exits cleanly on SIGTERM");
-}
-
-fn walk_find(root: &Path, name: &str) -> Option<std::path::PathBuf> {
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).ok()?.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                if p.file_name().is_some_and(|n| n == name) {
-                    return Some(p);
-                }
-                stack.push(p);
-            }
-        }
-    }
-    None
 }
 
 /// A worker killed with SIGKILL in the middle of an init job loses nothing it reported: after a
@@ -247,141 +285,43 @@ fn walk_find(root: &Path, name: &str) -> Option<std::path::PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_sigkill_mid_init_resumes_and_loses_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let (mut coord, line) = spawn_until(
-        Command::new(BIN)
-            .args(["coordinator", "--data-dir"])
-            .arg(dir.path().join("coord"))
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--reconcile-seconds",
-                "1",
-            ])
-            .args(["--lease-seconds", "3"])
-            .env("SMESHFLEET_ADMIN_TOKEN", ADMIN)
-            .env("SMESHFLEET_KEYSTORE_PASSPHRASE", "e2e passphrase 123"),
-        "smeshfleet coordinator listening on ",
-    );
-    let url = line
-        .trim_start_matches("smeshfleet coordinator listening on ")
-        .to_owned();
+    let (mut coord, url) = start_coordinator(dir.path(), 3);
     let http = reqwest::Client::new();
     let commitment = "22".repeat(32);
     // One file of 16384 labels: long enough that the kill lands mid-job.
-    let r = http
-        .post(format!("{url}/api/v1/identities"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": "killed", "num_units": 4, "labels_per_unit": 4096,
-            "max_file_size": 16 * 16384, "scrypt_n": 8192, "commitment_atx_id": commitment}))
-        .send()
-        .await
-        .expect("create identity");
-    assert_eq!(r.status(), 201);
-    let identity: Value = r.json().await.expect("json");
+    let identity = post_admin(
+        &http,
+        &format!("{url}/api/v1/identities"),
+        Some(json!({"name": "killed", "num_units": 4, "labels_per_unit": 4096,
+            "max_file_size": 16 * 16384, "scrypt_n": 8192, "commitment_atx_id": commitment})),
+    )
+    .await;
     let id = identity["id"].as_str().expect("id").to_owned();
     let node_id = identity["node_id"].as_str().expect("node id").to_owned();
-    let join: Value = http
-        .post(format!("{url}/api/v1/workers/join-tokens"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("join token")
-        .json()
-        .await
-        .expect("json");
-    let disk = dir.path().join("disk0");
-    let worker_cmd = |join_token: Option<&str>| {
-        let mut c = Command::new(BIN);
-        c.args(["worker", "--coordinator", &url])
-            .arg("--data-dir")
-            .arg(dir.path().join("worker"))
-            .arg("--disk")
-            .arg(&disk)
-            .args([
-                "--gpus",
-                "none",
-                "--cpu-init",
-                "--measure-seconds",
-                "0.3",
-                "--disk-test-mib",
-                "4",
-                "--heartbeat-seconds",
-                "1",
-            ]);
-        if let Some(t) = join_token {
-            c.args(["--join-token", t]);
-        }
-        c
-    };
-    let (mut worker, _) = spawn_until(&mut worker_cmd(join["token"].as_str()), "smeshfleet worker ");
-    // Wait until some labels are recorded, then kill the worker without warning.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let v: Value = http
-            .get(format!("{url}/api/v1/identities/{id}"))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
-        let done = v["labels_done"].as_u64().unwrap_or(0);
-        if done > 0 {
-            assert!(done < 16384, "the kill must land mid-job (done {done})");
-            break;
-        }
-        assert!(Instant::now() < deadline, "no progress in time: {v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let join = post_admin(&http, &format!("{url}/api/v1/workers/join-tokens"), None).await;
+    let (mut worker, _) = spawn_until(
+        &mut worker_cmd(&url, dir.path(), join["token"].as_str()),
+        "smeshfleet worker ",
+    );
+
+    // Some labels recorded, not all: kill the worker without warning.
+    let v = wait_identity(&http, &url, &id, 120, |v| {
+        v["labels_done"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    let done = v["labels_done"].as_u64().unwrap_or(0);
+    assert!(done < 16384, "the kill must land mid-job (done {done})");
     worker.0.kill().expect("SIGKILL");
     let _ = worker.0.wait();
 
     // Restart without a join token: the saved credential is used.
-    let (mut worker, _) = spawn_until(&mut worker_cmd(None), "smeshfleet worker ");
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let v: Value = http
-            .get(format!("{url}/api/v1/identities/{id}"))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
-        if v["state"] == "ready" {
-            assert_eq!(v["labels_done"], 16384, "{v}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "not ready after the restart: {v}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let (mut worker, _) = spawn_until(&mut worker_cmd(&url, dir.path(), None), "smeshfleet worker ");
+    let v = wait_identity(&http, &url, &id, 180, |v| v["state"] == "ready").await;
+    assert_eq!(v["labels_done"], 16384, "{v}");
+
     let reference = dir.path().join("reference");
-    let out = Command::new(BIN)
-        .args(["post", "init", "--datadir"])
-        .arg(&reference)
-        .args([
-            "--node-id",
-            &node_id,
-            "--commitment-atx-id",
-            &commitment,
-            "--num-units",
-            "4",
-        ])
-        .args([
-            "--labels-per-unit",
-            "4096",
-            "--max-file-size",
-            "262144",
-            "--scrypt-n",
-            "8192",
-        ])
-        .output()
-        .expect("post init");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let data = walk_find(&disk, &node_id).expect("the identity's directory");
+    reference_init(&reference, &node_id, &commitment, 4, 262144);
+    let data = find_dir(&dir.path().join("disk0"), &node_id).expect("the identity's directory");
     assert_eq!(
         read(&data.join("postdata_0.bin")),
         read(&reference.join("postdata_0.bin"))

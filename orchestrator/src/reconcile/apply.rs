@@ -235,16 +235,7 @@ async fn apply_steps(
             challenge: None,
         };
         let key = format!("init:{ident}:{}:{}", a.file_index, a.range.start);
-        let new = NewJob {
-            kind: store::JobKind::Init,
-            identity_id: ident,
-            payload: payload(&spec, &key)?,
-            key: Some(key),
-            priority: PRIORITY_INIT,
-            max_attempts: MAX_ATTEMPTS,
-            assigned_worker_id: Some(worker),
-            not_before: 0,
-        };
+        let new = pinned_job(store::JobKind::Init, ident, worker, &spec, key, PRIORITY_INIT, 0)?;
         if queue(store, &new, &spec, now, done).await? {
             done.report.init_queued += 1;
         }
@@ -266,16 +257,15 @@ async fn apply_steps(
             challenge: Some(challenge.clone()),
         };
         let key = format!("k2pow:{ident}:{challenge}:{}", k.groups.start);
-        let new = NewJob {
-            kind: store::JobKind::K2pow,
-            identity_id: ident,
-            payload: payload(&spec, &key)?,
-            key: Some(key),
-            priority: PRIORITY_K2POW,
-            max_attempts: MAX_ATTEMPTS,
-            assigned_worker_id: Some(worker),
-            not_before: 0,
-        };
+        let new = pinned_job(
+            store::JobKind::K2pow,
+            ident,
+            worker,
+            &spec,
+            key,
+            PRIORITY_K2POW,
+            0,
+        )?;
         if queue(store, &new, &spec, now, done).await? {
             done.report.k2pow_queued += 1;
         }
@@ -301,16 +291,15 @@ async fn apply_steps(
             challenge: Some(challenge.clone()),
         };
         let key = format!("prove:{ident}:{challenge}:{}", p.first_nonce);
-        let new = NewJob {
-            kind: store::JobKind::Prove,
-            identity_id: ident,
-            payload: payload(&spec, &key)?,
-            key: Some(key),
-            priority: PRIORITY_PROVE,
-            max_attempts: MAX_ATTEMPTS,
-            assigned_worker_id: Some(worker),
-            not_before: p.start_ms,
-        };
+        let new = pinned_job(
+            store::JobKind::Prove,
+            ident,
+            worker,
+            &spec,
+            key,
+            PRIORITY_PROVE,
+            p.start_ms,
+        )?;
         if queue(store, &new, &spec, now, done).await? {
             done.report.prove_queued += 1;
         }
@@ -352,6 +341,29 @@ async fn apply_steps(
 }
 
 /// The stored payload of a new job (named by its idempotency key in an error).
+/// A job pinned to the planned worker, keyed by what it does (a second enqueue of the same work
+/// is a `Duplicate` and is skipped).
+fn pinned_job(
+    kind: store::JobKind,
+    identity_id: Uuid,
+    worker: Uuid,
+    spec: &JobSpec,
+    key: String,
+    priority: i64,
+    not_before: i64,
+) -> Result<NewJob, ReconcileError> {
+    Ok(NewJob {
+        kind,
+        identity_id,
+        payload: payload(spec, &key)?,
+        key: Some(key),
+        priority,
+        max_attempts: MAX_ATTEMPTS,
+        assigned_worker_id: Some(worker),
+        not_before,
+    })
+}
+
 fn payload(spec: &JobSpec, key: &str) -> Result<Value, ReconcileError> {
     serde_json::to_value(spec).map_err(|source| ReconcileError::Payload {
         job_id: key.to_owned(),

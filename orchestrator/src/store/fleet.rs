@@ -14,40 +14,11 @@ use super::types::{
 };
 use super::{decode_all, identities, Backend, Store};
 
-/// The columns of a job row (as `jobs.rs` reads them).
-const JOB_COLS: &str = "id, kind, identity_id, job_key, payload, state, assigned_worker_id, worker_id, \
-                        lease_expires_at, fencing_token, attempts, max_attempts, progress, result, error, \
-                        priority, not_before, created_at, updated_at";
-
-const IDENTITY_COLS: &str = "id, name, node_id, num_units, labels_per_unit, max_file_size, scrypt_n, \
-                             commitment_atx_id, coinbase, state, vrf_nonce, created_at, updated_at";
+use super::identities::COLS as IDENTITY_COLS;
+use super::jobs::{from_row as job_from_row, COLS as JOB_COLS};
 
 /// Rows per multi-row statement (a few parameters each: far below every backend's limit).
 const CHUNK: usize = 500;
-
-fn job_from_row(row: &AnyRow) -> Result<Job, StoreError> {
-    Ok(Job {
-        id: sql::uuid(row, "id")?,
-        kind: sql::text_enum(row, "kind")?,
-        identity_id: sql::uuid(row, "identity_id")?,
-        key: col(row, "job_key")?,
-        payload: sql::json(row, "payload")?,
-        state: sql::text_enum(row, "state")?,
-        assigned_worker_id: sql::opt_uuid(row, "assigned_worker_id")?,
-        worker_id: sql::opt_uuid(row, "worker_id")?,
-        lease_expires_at: col(row, "lease_expires_at")?,
-        fencing_token: col(row, "fencing_token")?,
-        attempts: sql::u32_col(row, "attempts")?,
-        max_attempts: sql::u32_col(row, "max_attempts")?,
-        progress: sql::opt_json(row, "progress")?,
-        result: sql::opt_json(row, "result")?,
-        error: col(row, "error")?,
-        priority: col(row, "priority")?,
-        not_before: col(row, "not_before")?,
-        created_at: col(row, "created_at")?,
-        updated_at: col(row, "updated_at")?,
-    })
-}
 
 /// Decodes a `(text enum, count)` row of a GROUP BY query.
 fn count_row<E>(row: &AnyRow, name: &'static str) -> Result<(E, u64), StoreError>

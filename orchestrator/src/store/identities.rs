@@ -9,7 +9,7 @@ use super::sql::{self, col, to_i64};
 use super::types::{Identity, IdentityState, IdentityUpdate, NewIdentity};
 use super::{decode_all, Store};
 
-const COLS: &str = "id, name, node_id, num_units, labels_per_unit, max_file_size, scrypt_n, \
+pub(super) const COLS: &str = "id, name, node_id, num_units, labels_per_unit, max_file_size, scrypt_n, \
                     commitment_atx_id, coinbase, state, vrf_nonce, created_at, updated_at";
 
 pub(crate) fn from_row(row: &AnyRow) -> Result<Identity, StoreError> {

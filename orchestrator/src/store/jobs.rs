@@ -12,14 +12,15 @@ use super::sql::{self, col, Arg, Built};
 use super::types::{ExpiredLease, Job, JobFailure, JobFilter, JobKind, JobState, Lease, NewJob, WorkerState};
 use super::{decode_all, Backend, Store};
 
-const COLS: &str = "id, kind, identity_id, job_key, payload, state, assigned_worker_id, worker_id, \
+pub(super) const COLS: &str =
+    "id, kind, identity_id, job_key, payload, state, assigned_worker_id, worker_id, \
                     lease_expires_at, fencing_token, attempts, max_attempts, progress, result, error, \
                     priority, not_before, created_at, updated_at";
 
 /// The lease condition every worker report must meet: `$1` job, `$2` worker, `$3` token.
 const HOLDS_LEASE: &str = "id = $1 AND state = 'leased' AND worker_id = $2 AND fencing_token = $3";
 
-fn from_row(row: &AnyRow) -> Result<Job, StoreError> {
+pub(super) fn from_row(row: &AnyRow) -> Result<Job, StoreError> {
     Ok(Job {
         id: sql::uuid(row, "id")?,
         kind: sql::text_enum(row, "kind")?,

@@ -125,9 +125,8 @@ impl Store {
         let mut tx = self.begin_write(op).await?;
         let id = r.identity_id.to_string();
         let row = sqlx::query(&format!(
-            "SELECT id, name, node_id, num_units, labels_per_unit, max_file_size, scrypt_n, \
-             commitment_atx_id, coinbase, state, vrf_nonce, created_at, updated_at \
-             FROM identities WHERE id = $1{}",
+            "SELECT {} FROM identities WHERE id = $1{}",
+            identities::COLS,
             self.for_update()
         ))
         .bind(&id)
