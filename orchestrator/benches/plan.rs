@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use orchestrator::scheduler::{
     apply, plan, CpuState, Device, DiskState, FileState, GpuState, GroupRange, IdentityPhase, IdentityState,
-    JobKind, JobState, JobStatus, LabelRange, Placement, Plan, ProvingNeed, SchedulerConfig, Snapshot,
+    JobKind, JobState, JobStatus, FileLocation, LabelRange, Plan, ProvingNeed, SchedulerConfig, Snapshot,
     WorkerState,
 };
 use rand::rngs::StdRng;
@@ -117,9 +117,9 @@ fn fleet(n_workers: usize, n_identities: usize, seed: u64) -> Snapshot {
                     index: f as u32,
                     labels_total: LABELS_PER_FILE,
                     labels_done: done,
-                    placement: Some(Placement {
-                        worker_id: workers[home].id.clone(),
-                        disk_id: format!("disk{d}"),
+                    placement: Some(FileLocation {
+                        worker_id: workers[home].id.as_str().into(),
+                        disk_id: format!("disk{d}").into(),
                     }),
                 });
             }

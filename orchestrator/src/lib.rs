@@ -3,6 +3,7 @@
 pub mod api;
 pub mod cli;
 pub mod keystore;
+pub mod liveness;
 pub mod metrics;
 pub mod reconcile;
 pub mod scheduler;

@@ -12,6 +12,7 @@ use tokio::sync::{watch, RwLock};
 
 use crate::api::{self, ApiConfig, AppState};
 use crate::keystore::{KdfParams, Keystore};
+use crate::liveness::Liveness;
 use crate::metrics::Metrics;
 use crate::reconcile::{self, ReconcileConfig, ReconcileInputs};
 use crate::secrets::{self, Origin, Secret, SecretSpec};
@@ -137,15 +138,20 @@ pub async fn run_coordinator(
     let addr = listener.local_addr().context("reading the listen address")?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let reconciler = tokio::spawn(reconcile::run(
-        store.clone(),
-        metrics,
-        opts.reconcile.clone(),
-        Arc::new(RwLock::new(ReconcileInputs::default())),
-        state.plan_handle(),
-        state.wake_handle(),
-        stop_rx,
-    ));
+    let reconciler = tokio::spawn(
+        reconcile::Reconciler {
+            store: store.clone(),
+            metrics,
+            cfg: opts.reconcile.clone(),
+            inputs: Arc::new(RwLock::new(ReconcileInputs::default())),
+            latest: state.plan_handle(),
+            wake: state.wake_handle(),
+            files: Arc::default(),
+            liveness: Some(state.liveness()),
+        }
+        .run(stop_rx.clone()),
+    );
+    let flusher = tokio::spawn(flush_heartbeats(store.clone(), state.liveness(), stop_rx));
 
     on_ready(&Running {
         addr,
@@ -166,7 +172,35 @@ pub async fn run_coordinator(
         Ok(()) => {}
         Err(e) => tracing::error!(error = %e, "the reconcile loop ended abnormally"),
     }
+    if let Err(e) = flusher.await {
+        tracing::error!(error = %e, "the heartbeat writer ended abnormally");
+    }
     drop(state);
     store.close().await;
     served.context("serving HTTP")
+}
+
+/// How often heartbeats held in memory are written to the store.
+const HEARTBEAT_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Writes the heartbeats held in memory every [`HEARTBEAT_FLUSH`] until shutdown, then once more.
+async fn flush_heartbeats(store: Store, liveness: Arc<Liveness>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(HEARTBEAT_FLUSH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    break;
+                }
+            }
+        }
+        if let Err(e) = liveness.flush(&store).await {
+            tracing::warn!(error = %e, "writing heartbeats failed; kept for the next try");
+        }
+    }
+    if let Err(e) = liveness.flush(&store).await {
+        tracing::warn!(error = %e, "writing the last heartbeats failed");
+    }
 }

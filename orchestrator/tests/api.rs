@@ -16,7 +16,8 @@ use uuid::Uuid;
 use orchestrator::api::{self, ApiConfig, AppState};
 use orchestrator::keystore::{KdfParams, Keystore};
 use orchestrator::metrics::Metrics;
-use orchestrator::store::{JobKind, NewJob, Store};
+use orchestrator::reconcile::{reconcile_cached, FileCache, ReconcileConfig, ReconcileInputs};
+use orchestrator::store::{JobKind, NewJob, Store, WorkerState};
 use protocol::{Device, JobKind as Work, JobSpec, LabelRange, Placement};
 
 const ADMIN: &str = "admin-token-for-tests-0123456789";
@@ -851,6 +852,94 @@ async fn worker_protocol_with_fencing() {
     assert!(
         !r.text.contains(&c1) && !r.text.contains(&c2),
         "credentials never leave"
+    );
+}
+
+/// A heartbeat without capabilities writes nothing at once: its time is held in memory (the API
+/// shows it), written by the next flush, and written before the reconcile pass that looks for
+/// silent workers. A worker the reconcile loop marked offline comes back with its next heartbeat.
+#[tokio::test]
+async fn heartbeats_are_batched_and_an_offline_worker_comes_back() {
+    let e = env().await;
+    let (w, c) = e.enroll("rig-live").await;
+    let wid = Uuid::parse_str(&w).expect("uuid");
+    let enrolled_at = e.store.get_worker(wid).await.expect("worker").last_heartbeat_at;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let r = e
+        .call(Method::POST, "/api/v1/worker/heartbeat", Some(&c), Some(json!({})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["state"], "online");
+    let liveness = e.state.liveness();
+    let beat = liveness.pending_since(wid).expect("held in memory");
+    assert!(Some(beat) > enrolled_at);
+    assert_eq!(
+        e.store.get_worker(wid).await.expect("worker").last_heartbeat_at,
+        enrolled_at,
+        "not written yet"
+    );
+    let r = e
+        .call(Method::GET, &format!("/api/v1/workers/{w}"), Some(ADMIN), None)
+        .await;
+    assert_eq!(r.body["last_heartbeat_at"], json!(beat), "{}", r.text);
+    assert_eq!(liveness.flush(&e.store).await.expect("flush"), 1);
+    assert_eq!(liveness.pending_since(wid), None);
+    assert_eq!(
+        e.store.get_worker(wid).await.expect("worker").last_heartbeat_at,
+        Some(beat)
+    );
+
+    // Silent for longer than the reconcile loop allows: marked offline.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let cfg = ReconcileConfig {
+        offline_after_ms: 10,
+        ..ReconcileConfig::default()
+    };
+    let now = beat + 20;
+    let (_, report) = reconcile_cached(
+        &e.store,
+        &mut FileCache::new(),
+        Some(&liveness),
+        &Metrics::new(),
+        &cfg,
+        &ReconcileInputs::default(),
+        now,
+    )
+    .await
+    .expect("reconcile");
+    assert_eq!(report.workers_offline, 1);
+    assert_eq!(
+        e.store.get_worker(wid).await.expect("worker").state,
+        WorkerState::Offline
+    );
+    // Its next heartbeat is written at once and brings it back.
+    let r = e
+        .call(Method::POST, "/api/v1/worker/heartbeat", Some(&c), Some(json!({})))
+        .await;
+    assert_eq!(r.body["state"], "online", "{}", r.text);
+    assert_eq!(
+        e.store.get_worker(wid).await.expect("worker").state,
+        WorkerState::Online
+    );
+    assert_eq!(liveness.pending_since(wid), None, "written through, not held");
+
+    // A heartbeat held in memory while the pass runs keeps the worker online.
+    liveness.beat(wid, now + 1000);
+    let (_, report) = reconcile_cached(
+        &e.store,
+        &mut FileCache::new(),
+        Some(&liveness),
+        &Metrics::new(),
+        &cfg,
+        &ReconcileInputs::default(),
+        now + 1005,
+    )
+    .await
+    .expect("reconcile");
+    assert_eq!(report.workers_offline, 0);
+    assert_eq!(
+        e.store.get_worker(wid).await.expect("worker").state,
+        WorkerState::Online
     );
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use orchestrator::metrics::Metrics;
 use orchestrator::reconcile::{
-    build_snapshot, reconcile_once, ApplyReport, JobProgress, ProvingInput, ReconcileConfig, ReconcileInputs,
+    build_snapshot, build_snapshot_cached, reconcile_cached, reconcile_once, ApplyReport, FileCache, JobProgress, ProvingInput, ReconcileConfig, ReconcileInputs,
 };
 use orchestrator::scheduler::{self, Device, JobStatus, Plan, ProvingNeed, SchedulerConfig};
 use orchestrator::store::{
@@ -141,6 +141,8 @@ struct Fleet {
     /// GPU 100 labels/s, no disk, the k2pow CPU.
     b: Uuid,
     ident: Uuid,
+    /// The loop's file cache, kept across this fleet's passes.
+    files: tokio::sync::Mutex<FileCache>,
     _db: TestDb,
 }
 
@@ -185,12 +187,14 @@ impl Fleet {
             cfg: ReconcileConfig {
                 interval: Duration::from_millis(50),
                 offline_after_ms: 60 * SEC,
+                min_gap: Duration::from_millis(10),
                 scheduler: SchedulerConfig {
                     min_chunk_labels: 256,
                     ..SchedulerConfig::default()
                 },
             },
             inputs: ReconcileInputs::default(),
+            files: tokio::sync::Mutex::new(FileCache::new()),
             a,
             b,
             ident,
@@ -198,10 +202,28 @@ impl Fleet {
         }
     }
 
+    /// One pass the loop's way (files from the fleet's cache), after checking that the cached
+    /// snapshot equals one read from scratch: the cache must never miss a change.
     async fn reconcile(&self, now: i64) -> (Plan, ApplyReport) {
-        reconcile_once(&self.store, &self.metrics, &self.cfg, &self.inputs, now)
+        let mut files = self.files.lock().await;
+        let fresh = build_snapshot(&self.store, now, &self.inputs, &self.cfg)
             .await
-            .expect("reconcile")
+            .expect("snapshot");
+        let cached = build_snapshot_cached(&self.store, &mut files, now, &self.inputs, &self.cfg)
+            .await
+            .expect("cached snapshot");
+        assert_eq!(cached, fresh, "the file cache differs from the store");
+        reconcile_cached(
+            &self.store,
+            &mut files,
+            None,
+            &self.metrics,
+            &self.cfg,
+            &self.inputs,
+            now,
+        )
+        .await
+        .expect("reconcile")
     }
 
     async fn heartbeat(&self, workers: &[Uuid], now: i64) {

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use orchestrator::scheduler::{
     apply, plan, CancelReason, CpuState, Device, DiskState, FileState, GpuState, GroupRange, IdentityPhase,
-    IdentityState, JobKind, JobState, JobStatus, LabelRange, Placement, Plan, ProvingNeed, RiskReason,
+    IdentityState, JobKind, JobState, JobStatus, FileLocation, LabelRange, Placement, Plan, ProvingNeed, RiskReason,
     SchedulerConfig, Snapshot, WorkerState, LABEL_BYTES,
 };
 use proptest::prelude::*;
@@ -74,7 +74,7 @@ fn placed(index: u32, labels: u64, done: u64, worker_id: &str, disk_id: &str) ->
         index,
         labels_total: labels,
         labels_done: done,
-        placement: Some(Placement {
+        placement: Some(FileLocation {
             worker_id: worker_id.into(),
             disk_id: disk_id.into(),
         }),
@@ -186,6 +186,34 @@ fn two_gpus_split_one_file_one_to_three() {
     assert_eq!(p.summary.labels_missing, 4_000_000);
     assert_eq!(p.summary.labels_assigned, 4_000_000);
     assert_idempotent(&s, &p);
+}
+
+#[test]
+fn placement_is_spread_over_plans_when_a_fleet_is_large() {
+    let mut s = snapshot(
+        vec![worker("store", vec![gpu(0, 100.0)], vec![disk("d0", "sda", 1 << 40, 200.0)])],
+        (0..5)
+            .map(|k| identity(&format!("id{k}"), 4, 1_000, IdentityPhase::Created))
+            .collect(),
+        vec![],
+    );
+    s.config.max_files_placed_per_plan = 8;
+    let mut placed = Vec::new();
+    for round in 0..3 {
+        let p = plan(&s);
+        let files: usize = p.placements.iter().map(|d| d.files.len()).sum();
+        assert!(files <= 8, "round {round}: {files} files placed");
+        assert!(p.unplaced.is_empty(), "waiting identities are not unplaced: {:?}", p.unplaced);
+        placed.extend(p.placements.iter().map(|d| d.identity_id.clone()));
+        s = apply(&s, &p, "applied");
+    }
+    assert_eq!(placed, ["id0", "id1", "id2", "id3", "id4"].map(String::from).to_vec());
+    // One identity larger than the cap still gets placed, alone.
+    s.config.max_files_placed_per_plan = 2;
+    s.identities.push(identity("big", 4, 1_000, IdentityPhase::Created));
+    let p = plan(&s);
+    assert_eq!(p.placements.len(), 1);
+    assert_eq!(p.placements[0].files.len(), 4);
 }
 
 #[test]
@@ -668,9 +696,9 @@ fn gen_snapshot(n_workers: usize, n_idents: usize, seed: u64) -> Snapshot {
                     } else {
                         format!("d{}", rng.gen_range(0..nd))
                     };
-                    Some(Placement {
-                        worker_id: workers[w].id.clone(),
-                        disk_id: d,
+                    Some(FileLocation {
+                        worker_id: workers[w].id.as_str().into(),
+                        disk_id: d.into(),
                     })
                 }
                 _ => None,
@@ -995,8 +1023,8 @@ fn check_proof_readers(s: &Snapshot, p: &Plan) -> Check {
             .iter()
             .filter_map(|f| f.placement.as_ref())
             .map(|pl| {
-                assert_eq!(pl.worker_id, pr.worker_id);
-                pl.disk_id.as_str()
+                assert_eq!(&*pl.worker_id, pr.worker_id.as_str());
+                &*pl.disk_id
             })
             .collect();
         let listed: BTreeSet<&str> = pr.disks.iter().map(String::as_str).collect();
@@ -1101,7 +1129,7 @@ fn check_placement(s: &Snapshot, p: &Plan) -> Check {
             .files
             .iter()
             .filter_map(|f| f.placement.as_ref())
-            .map(|pl| pl.worker_id.as_str())
+            .map(|pl| &*pl.worker_id)
             .collect();
         prop_assert!(ws.len() == 1, "{} spread over {ws:?}", ident.id);
     }

@@ -128,6 +128,17 @@ fn identity(name: &str, node: u8) -> NewIdentity {
     }
 }
 
+/// The files revision of identity `id`.
+async fn files_rev(s: &Store, id: Uuid) -> i64 {
+    s.list_identity_file_revs()
+        .await
+        .expect("revs")
+        .into_iter()
+        .find(|(i, _)| *i == id)
+        .map(|(_, r)| r)
+        .expect("identity has a revision")
+}
+
 fn worker(name: &str, cred: u8) -> NewWorker {
     NewWorker {
         name: name.to_owned(),
@@ -174,7 +185,12 @@ mod cases {
             .fetch_one(&raw)
             .await
             .expect("count migrations");
-        assert_eq!(applied, 1);
+        // Every migration file of the backend, once.
+        let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations/sqlite"))
+            .expect("read migrations")
+            .filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql")))
+            .count();
+        assert_eq!(applied, i64::try_from(files).expect("count"));
     }
 
     pub async fn identities_crud_and_conflicts(db: TestDb) {
@@ -332,8 +348,17 @@ mod cases {
             path: Some("/data/a".to_owned()),
             state: FileState::Pending,
         };
+        let other = s
+            .create_identity(&identity("other", 9), T0)
+            .await
+            .expect("other identity")
+            .id;
+        let rev0 = files_rev(&s, id).await;
+        let other_rev = files_rev(&s, other).await;
         let f = s.upsert_identity_file(id, &p0, T0).await.expect("upsert");
         assert_eq!((f.file_index, f.labels_done, f.state), (0, 0, FileState::Pending));
+        let rev1 = files_rev(&s, id).await;
+        assert!(rev1 > rev0, "a placement moves the files revision");
         let p0b = FilePlacement {
             state: FileState::Initializing,
             ..p0.clone()
@@ -386,6 +411,8 @@ mod cases {
             RangeOutcome::Recorded
         );
         assert_eq!(s.labels_done(id).await.expect("done"), 100);
+        let rev2 = files_rev(&s, id).await;
+        assert!(rev2 > rev1, "a recorded range moves the files revision");
         // Re-reports and contained ranges never count twice, whoever sends them.
         assert_eq!(
             s.record_range_done(&report(0, 100, 0, tok, w.id), T0)
@@ -400,6 +427,7 @@ mod cases {
             RangeOutcome::AlreadyRecorded
         );
         assert_eq!(s.labels_done(id).await.expect("done"), 100);
+        assert_eq!(files_rev(&s, id).await, rev2, "nothing recorded, nothing moved");
         // Adjacent ranges merge; a gap stays a gap.
         s.record_range_done(&report(100, 200, 0, tok, w.id), T0)
             .await
@@ -450,6 +478,31 @@ mod cases {
             .expect("file 1");
         assert_eq!(s.labels_done(id).await.expect("done"), 1100);
         assert_eq!(s.list_init_ranges(id).await.expect("ranges").len(), 2);
+        assert!(files_rev(&s, id).await > rev2);
+        assert_eq!(files_rev(&s, other).await, other_rev, "another identity's revision stays");
+        // The bulk reads of the reconcile loop's file cache see the same rows.
+        let (bulk_files, bulk_ranges) = s.list_files_and_ranges_of(&[id, other]).await.expect("bulk");
+        assert_eq!(bulk_files.len(), 2);
+        assert_eq!(
+            bulk_ranges
+                .iter()
+                .map(|(i, r)| (*i, r.start_label, r.end_label))
+                .collect::<Vec<_>>(),
+            [(id, 0, 1024), (id, 1024, 1100)]
+        );
+        // Placing files of an identity in bulk moves its revision; deleting it (files cascade)
+        // removes it from the revisions.
+        s.place_identity_files(other, w.id, &[(0, "disk-b".to_owned()), (1, "disk-b".to_owned())], T0)
+            .await
+            .expect("place other");
+        assert!(files_rev(&s, other).await > other_rev);
+        s.delete_identity(other).await.expect("delete other");
+        assert!(!s
+            .list_identity_file_revs()
+            .await
+            .expect("revs")
+            .iter()
+            .any(|(i, _)| *i == other));
         let files = s.list_identity_files(id).await.expect("files");
         assert_eq!(
             files.iter().map(|f| f.labels_done).collect::<Vec<_>>(),

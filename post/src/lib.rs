@@ -12,5 +12,6 @@ pub mod metadata;
 pub mod pow;
 pub mod proof;
 pub mod prove;
+pub mod reader;
 pub mod scrypt;
 pub mod verify;

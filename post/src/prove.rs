@@ -46,6 +46,8 @@ pub enum ProveError {
     Layout(#[from] LayoutError),
     #[error("data file {k} ({path}) is missing")]
     MissingFile { k: u64, path: PathBuf },
+    #[error("data file {k} is listed twice: {first} and {second}")]
+    DuplicateFile { k: u64, first: PathBuf, second: PathBuf },
     #[error("data file {k} ({path}) has {got} bytes, expected {expected}")]
     WrongFileSize {
         k: u64,
@@ -502,12 +504,12 @@ impl PostData {
 }
 
 #[cfg(unix)]
-fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+pub(crate) fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
     std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
 }
 
 #[cfg(windows)]
-fn read_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+pub(crate) fn read_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
     use std::os::windows::fs::FileExt;
     while !buf.is_empty() {
         match file.seek_read(buf, offset) {
@@ -523,7 +525,7 @@ fn read_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<
     Ok(())
 }
 
-fn effective_threads(threads: usize) -> usize {
+pub(crate) fn effective_threads(threads: usize) -> usize {
     if threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
@@ -683,7 +685,7 @@ fn scan_prefetched(
     });
 }
 
-fn check_options(cfg: &ProofConfig, nonces: u32) -> Result<(), ProveError> {
+pub(crate) fn check_options(cfg: &ProofConfig, nonces: u32) -> Result<(), ProveError> {
     if nonces == 0 || !nonces.is_multiple_of(NONCES_PER_GROUP) || nonces > MAX_NONCES {
         return Err(ProveError::InvalidNonces(nonces));
     }
@@ -693,7 +695,7 @@ fn check_options(cfg: &ProofConfig, nonces: u32) -> Result<(), ProveError> {
     Ok(())
 }
 
-fn finish(nonce: u32, mut indices: Vec<u64>, num_labels: u64, prover: &Prover) -> Proof {
+pub(crate) fn finish(nonce: u32, mut indices: Vec<u64>, num_labels: u64, prover: &Prover) -> Proof {
     indices.sort_unstable();
     // The winning nonce comes from this prover's own nonce range.
     let pow = prover.pow_of(nonce).unwrap_or_default();

@@ -342,6 +342,10 @@ pub struct HeartbeatResponse {
     pub stop: Vec<Uuid>,
     /// Send the next heartbeat within this many milliseconds.
     pub heartbeat_interval_ms: u64,
+    /// The operator paused this rig: keep running what you hold, lease nothing new. Absent in
+    /// answers of coordinators that predate it (then false).
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// `POST /api/v1/worker/lease`.
@@ -376,6 +380,10 @@ pub struct LeasedJob {
     /// The last checkpoint any holder of this job reported (resume from it).
     #[schema(value_type = Option<Object>)]
     pub progress: Option<Value>,
+    /// Prove: the k2pow of every nonce group of the pass (from finished k2pow jobs). Empty for
+    /// the other kinds, and absent in leases of coordinators that predate it.
+    #[serde(default)]
+    pub pows: Vec<GroupPow>,
 }
 
 /// Labels `[start_label, end_label)` (identity-wide indices, within file `file_index`) written and
@@ -442,6 +450,83 @@ pub struct FailRequest {
     pub retry_after_ms: Option<u64>,
 }
 
+/// The k2pow of one nonce group: `RandomX(pow || group || challenge[..8] || node id)` is below
+/// the pow difficulty scaled by the identity's `num_units` (spec/post.md §4.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupPow {
+    /// Absolute nonce group (nonces `16·group .. 16·group + 15`); below 256.
+    pub group: u32,
+    pub pow: u64,
+}
+
+/// The `result` of a completed k2pow job, and its checkpoint while it runs: one pow per group of
+/// the job's range, in group order (while running: the groups solved so far, a prefix).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct K2powResult {
+    pub pows: Vec<GroupPow>,
+}
+
+/// A proof exactly as post's `Proof` serializes (and as the certifier and the node's API take
+/// it): `indices` are the K2 label indices bit-packed to the minimum width for the identity's
+/// label count, in standard base64 with padding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProofData {
+    /// The winning nonce; its nonce group is `nonce / 16`.
+    pub nonce: u32,
+    /// Base64 of the compressed indices.
+    pub indices: String,
+    /// The k2pow of the nonce's group.
+    pub pow: u64,
+}
+
+/// What a verifier needs besides the proof (post's `ProofMetadata`, with ids in hex as
+/// everywhere in this protocol).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProofMeta {
+    /// 64 hex digits.
+    pub node_id: String,
+    /// 64 hex digits.
+    pub commitment_atx_id: String,
+    /// 64 hex digits: the challenge the proof answers.
+    pub challenge: String,
+    pub num_units: u32,
+    pub labels_per_unit: u64,
+}
+
+/// The `result` of a completed prove job: one pass over nonces
+/// `[first_nonce, first_nonce + nonces)`. `found: false` (and no proof) when no nonce of the
+/// pass reached K2 qualifying labels: the coordinator schedules the next pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProveResult {
+    pub found: bool,
+    /// Present exactly when `found`.
+    #[serde(default)]
+    pub proof: Option<ProofData>,
+    pub metadata: ProofMeta,
+    pub first_nonce: u32,
+    pub nonces: u32,
+    /// Labels read and scanned by this attempt (a pass that finds its proof early reads less).
+    pub labels_read: u64,
+}
+
+/// The `result` of a completed verify job.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyResult {
+    /// Labels re-derived and compared with the stored ones (the sample, not the range length).
+    pub checked: u64,
+    /// Ranges to initialize again: every sampled label that differs, and every label the file
+    /// lacks (missing or short file), widened to its enclosing aligned chunk (identity-wide
+    /// label indices, aligned to the worker's chunk size, 4096 labels), clamped to the job's
+    /// range; sorted, merged, never overlapping.
+    pub bad_ranges: Vec<LabelRange>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,6 +555,29 @@ mod tests {
             c.validate().expect_err("nan").field,
             "capabilities.cpu.labels_per_s"
         );
+    }
+
+    #[test]
+    fn result_types_round_trip_and_refuse_unknown_fields() {
+        let k = K2powResult {
+            pows: vec![GroupPow { group: 3, pow: 18712 }],
+        };
+        let v = serde_json::to_value(&k).expect("json");
+        assert_eq!(v, serde_json::json!({"pows": [{"group": 3, "pow": 18712}]}));
+        assert_eq!(serde_json::from_value::<K2powResult>(v).expect("back"), k);
+        assert!(serde_json::from_str::<GroupPow>(r#"{"group":1,"pow":2,"x":0}"#).is_err());
+        let r = VerifyResult {
+            checked: 5,
+            bad_ranges: vec![LabelRange { start: 0, end: 4096 }],
+        };
+        let text = serde_json::to_string(&r).expect("json");
+        assert_eq!(serde_json::from_str::<VerifyResult>(&text).expect("back"), r);
+        // A lease from a coordinator without `pows`, and a heartbeat answer without `paused`.
+        let hb: HeartbeatResponse = serde_json::from_str(
+            r#"{"state":"online","drain":false,"stop":[],"heartbeat_interval_ms":5000}"#,
+        )
+        .expect("old heartbeat answer");
+        assert!(!hb.paused);
     }
 
     #[test]

@@ -5,23 +5,27 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use post::backend::{CpuBackend, LabelBackend, VrfCandidate};
 use protocol::{
-    Capabilities, CompleteRequest, DiskInfo, FailRequest, HeartbeatRequest, JobKind, LeaseRequest, LeasedJob,
-    ProgressRequest, RangeDone,
+    Capabilities, CompleteRequest, DiskInfo, FailRequest, HeartbeatRequest, JobKind, K2powResult,
+    LeaseRequest, LeasedJob, ProgressRequest, RangeDone, VerifyResult,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::client::{Client, ClientError};
+pub use crate::exec::identity_dir;
 use crate::exec::init::{run_init, InitTask};
-use crate::exec::ExecError;
+use crate::exec::k2pow::{run_k2pow, K2powTask, PowEngine};
+use crate::exec::prove::{run_prove, ProveTask};
+use crate::exec::verify::{run_verify, VerifyTask};
+use crate::exec::{checkpoint, ExecConfig, ExecError};
 
 /// Everything the agent needs.
 #[derive(Debug, Clone)]
@@ -104,32 +108,115 @@ async fn enrollment(opts: &AgentOptions, client: &mut Client) -> Result<Uuid> {
     Ok(r.worker_id)
 }
 
+/// One step of a running job, for the lease loop to report.
+#[derive(Debug, Default)]
+struct Update {
+    /// Units done from the start of the job's range (labels, groups or labels read, per kind).
+    done: u64,
+    /// Init: a range now durable.
+    range: Option<RangeDone>,
+    /// What a later attempt resumes from.
+    checkpoint: Option<serde_json::Value>,
+}
+
 /// What a running job tells the lease loop.
 enum JobEvent {
-    Range(RangeDone),
+    Progress(Update),
     Finished(Result<serde_json::Value, ExecError>),
+}
+
+/// The two things a rig does at once: write or check its disks (init, verify), and proof work
+/// (k2pow, prove). One job per slot, so proving never waits for a long init and init is never
+/// starved by a stream of k2pow jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Slot {
+    Storage,
+    Proof,
+}
+
+impl Slot {
+    pub const ALL: [Slot; 2] = [Slot::Storage, Slot::Proof];
+}
+
+/// The slot a job runs in.
+pub fn slot_of(kind: &JobKind) -> Slot {
+    match kind {
+        JobKind::Init { .. } | JobKind::Verify { .. } => Slot::Storage,
+        JobKind::K2pow { .. } | JobKind::Prove { .. } => Slot::Proof,
+    }
+}
+
+/// The kinds this rig asks for in `slot`: init where a label device is enabled and there is a
+/// disk to write; verify and prove where there is a disk; k2pow always (every rig has a CPU;
+/// the coordinator plans k2pow by the measured RandomX speed it was told).
+pub fn lease_kinds(caps: &Capabilities, slot: Slot) -> Vec<String> {
+    let disks = !caps.disks.is_empty();
+    let label_device = caps.cpu.init_enabled || caps.gpus.iter().any(|g| g.enabled);
+    let mut kinds = Vec::new();
+    match slot {
+        Slot::Storage => {
+            if disks && label_device {
+                kinds.push("init".to_owned());
+            }
+            if disks {
+                kinds.push("verify".to_owned());
+            }
+        }
+        Slot::Proof => {
+            kinds.push("k2pow".to_owned());
+            if disks {
+                kinds.push("prove".to_owned());
+            }
+        }
+    }
+    kinds
 }
 
 struct Running {
     stop: Arc<AtomicBool>,
+    slot: Slot,
 }
 
-/// The directory of an identity on one of this rig's disks.
-pub fn identity_dir(disk: &DiskInfo, node_id: &str) -> PathBuf {
-    Path::new(&disk.mount).join("smeshfleet").join(node_id)
+/// What every executor of this worker shares.
+struct Env {
+    cfg: ExecConfig,
+    pow: PowEngine,
+    /// `--cpu-threads`: the most threads any executor computes with.
+    threads: usize,
+    backend: Arc<dyn LabelBackend>,
+}
+
+/// Runs until `shutdown` completes with the mainnet proof parameters and fast-mode RandomX; see
+/// [`run_with`].
+pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Result<()> {
+    run_with(opts, ExecConfig::default(), shutdown).await
 }
 
 /// Runs until `shutdown` completes; then stops its jobs at their next checkpoint, reports what
 /// they finished and hands their leases back.
-pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Result<()> {
+pub async fn run_with(
+    opts: AgentOptions,
+    exec: ExecConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
     let mut client = Client::new(&opts.coordinator, None)?;
     let worker_id = enrollment(&opts, &mut client).await?;
     println!("smeshfleet worker {worker_id} running for {}", opts.coordinator);
+    let threads = opts.cpu_threads.max(1);
     let backend: Arc<dyn LabelBackend> =
-        Arc::new(CpuBackend::new(opts.cpu_threads.max(1)).context("starting the CPU label backend")?);
+        Arc::new(CpuBackend::new(threads).context("starting the CPU label backend")?);
+    let env = Arc::new(Env {
+        cfg: exec,
+        pow: PowEngine::new(exec.randomx_mode, exec.large_pages, threads),
+        threads,
+        backend,
+    });
     let running: Arc<Mutex<HashMap<Uuid, Running>>> = Arc::default();
     let mut tasks = tokio::task::JoinSet::new();
     let mut draining = false;
+    let mut paused = false;
+    // No lease before the first heartbeat answer: it may say the rig is paused or draining.
+    let mut heard = false;
     let mut heartbeat = tokio::time::interval(opts.heartbeat_interval);
     // Free space and GPU telemetry go with every 12th heartbeat.
     let mut caps = opts.capabilities.clone();
@@ -165,7 +252,12 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
                 };
                 match client.heartbeat(&HeartbeatRequest { capabilities, jobs }).await {
                     Ok(r) => {
+                        heard = true;
                         draining = r.drain;
+                        if r.paused != paused {
+                            tracing::info!(paused = r.paused, "the operator {} this rig", if r.paused { "paused" } else { "resumed" });
+                        }
+                        paused = r.paused;
                         if let Ok(m) = running.lock() {
                             for id in &r.stop {
                                 if let Some(j) = m.get(id) {
@@ -181,32 +273,39 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
                 }
             }
             _ = poll.tick() => {
-                let busy = running.lock().map(|m| !m.is_empty()).unwrap_or(true);
-                if busy || draining {
+                if !heard || draining || paused {
                     continue;
                 }
-                let req = LeaseRequest { kinds: vec!["init".into()], max_jobs: Some(1) };
-                match client.lease(&req).await {
-                    Ok(lease) => {
-                        for job in lease.jobs {
-                            let stop = Arc::new(AtomicBool::new(false));
-                            if let Ok(mut m) = running.lock() {
-                                m.insert(job.job_id, Running { stop: stop.clone() });
+                for slot in Slot::ALL {
+                    let busy = running.lock().map(|m| m.values().any(|r| r.slot == slot)).unwrap_or(true);
+                    let kinds = lease_kinds(&caps, slot);
+                    if busy || kinds.is_empty() {
+                        continue;
+                    }
+                    let req = LeaseRequest { kinds, max_jobs: Some(1) };
+                    match client.lease(&req).await {
+                        Ok(lease) => {
+                            for job in lease.jobs {
+                                let stop = Arc::new(AtomicBool::new(false));
+                                if let Ok(mut m) = running.lock() {
+                                    m.insert(job.job_id, Running { stop: stop.clone(), slot: slot_of(&job.spec.work) });
+                                }
+                                let ctx = JobCtx {
+                                    client: client.clone(),
+                                    env: env.clone(),
+                                    caps: opts.capabilities.clone(),
+                                    running: running.clone(),
+                                    progress_interval: opts.progress_interval,
+                                    lease: Duration::from_millis(lease.lease_ms),
+                                };
+                                tasks.spawn(run_job(ctx, job, stop));
                             }
-                            let ctx = JobCtx {
-                                client: client.clone(),
-                                backend: backend.clone(),
-                                caps: opts.capabilities.clone(),
-                                running: running.clone(),
-                                progress_interval: opts.progress_interval,
-                            };
-                            tasks.spawn(run_job(ctx, job, stop));
                         }
+                        Err(e) if e.is_unauthorized() => {
+                            anyhow::bail!("the coordinator no longer accepts this worker's credential (removed?)")
+                        }
+                        Err(e) => tracing::warn!(error = %e, "lease failed; retrying"),
                     }
-                    Err(e) if e.is_unauthorized() => {
-                        anyhow::bail!("the coordinator no longer accepts this worker's credential (removed?)")
-                    }
-                    Err(e) => tracing::warn!(error = %e, "lease failed; retrying"),
                 }
             }
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
@@ -233,10 +332,12 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
 
 struct JobCtx {
     client: Client,
-    backend: Arc<dyn LabelBackend>,
+    env: Arc<Env>,
     caps: Capabilities,
     running: Arc<Mutex<HashMap<Uuid, Running>>>,
     progress_interval: Duration,
+    /// How long a lease lasts unless renewed.
+    lease: Duration,
 }
 
 fn resume_point(job: &LeasedJob) -> u64 {
@@ -258,133 +359,422 @@ async fn run_job(ctx: JobCtx, job: LeasedJob, stop: Arc<AtomicBool>) {
     }
 }
 
-async fn drive(ctx: &JobCtx, job: &LeasedJob, stop: Arc<AtomicBool>) -> Result<(), ClientError> {
-    let token = job.fencing_token;
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    match prepare(ctx, job) {
-        Ok(task) => {
-            let backend = ctx.backend.clone();
-            let stop2 = stop.clone();
-            tokio::task::spawn_blocking(move || {
-                let tx2 = tx.clone();
-                let mut report = |r: RangeDone, _best: Option<VrfCandidate>| {
-                    let _ = tx2.send(JobEvent::Range(r));
-                };
-                let out = run_init(&task, backend.as_ref(), &stop2, &mut report).map(|o| {
-                    if let Some(best) = o.best {
-                        if let Err(e) = post::initialize::merge_nonce(&task.dir, best, task.identity.scrypt_n as usize) {
-                            tracing::warn!(error = %e, "could not record the VRF nonce in the local metadata");
-                        }
-                    }
-                    serde_json::json!({
-                        "labels_written": o.labels_written,
-                        "vrf_nonce": o.best.map(|b| serde_json::json!({
-                            "index": b.index, "label32": hex::encode(b.label32)})),
-                    })
-                });
-                let _ = tx.send(JobEvent::Finished(out));
-            });
+/// What has happened since the last progress report.
+struct Unreported {
+    done: u64,
+    ranges: Vec<RangeDone>,
+    checkpoint: Option<serde_json::Value>,
+    dirty: bool,
+}
+
+impl Unreported {
+    fn apply(&mut self, u: Update) {
+        self.done = u.done;
+        if let Some(r) = u.range {
+            self.ranges.push(r);
+        }
+        if u.checkpoint.is_some() {
+            self.checkpoint = u.checkpoint;
+        }
+        self.dirty = true;
+    }
+}
+
+/// Sends a progress report (which renews the lease). A stale lease stops the job; any other
+/// failure keeps the ranges for the next report.
+async fn report(
+    ctx: &JobCtx,
+    job: &LeasedJob,
+    st: &mut Unreported,
+    rate_per_s: f64,
+    stop: &AtomicBool,
+) -> Result<bool, ClientError> {
+    let req = ProgressRequest {
+        fencing_token: job.fencing_token,
+        done: st.done,
+        rate_per_s,
+        ranges: std::mem::take(&mut st.ranges),
+        checkpoint: st.checkpoint.clone(),
+    };
+    match ctx.client.progress(job.job_id, &req).await {
+        Ok(_) => {
+            st.dirty = false;
+            Ok(true)
+        }
+        Err(e) if e.is_stale_lease() => {
+            stop.store(true, Ordering::Relaxed);
+            Err(e)
         }
         Err(e) => {
-            let _ = tx.send(JobEvent::Finished(Err(e)));
+            tracing::warn!(job_id = %job.job_id, error = %e, "progress report failed; retrying later");
+            st.ranges = req.ranges;
+            Ok(false)
         }
     }
-    let start_done = resume_point(job);
-    let mut pending: Vec<RangeDone> = Vec::new();
-    let mut done = start_done;
+}
+
+async fn drive(ctx: &JobCtx, job: &LeasedJob, stop: Arc<AtomicBool>) -> Result<(), ClientError> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    {
+        let (env, caps, job, stop) = (ctx.env.clone(), ctx.caps.clone(), job.clone(), stop.clone());
+        tokio::task::spawn_blocking(move || {
+            let emit = |u: Update| {
+                let _ = tx.send(JobEvent::Progress(u));
+            };
+            let out = prepare(&env, &caps, &job).and_then(|task| execute(&env, task, &stop, &emit));
+            let _ = tx.send(JobEvent::Finished(out));
+        });
+    }
+    // A proving pass starts over (it is not resumable); the other kinds resume.
+    let resumes = !matches!(job.spec.work, JobKind::Prove { .. });
+    let mut st = Unreported {
+        done: if resumes { resume_point(job) } else { 0 },
+        ranges: Vec::new(),
+        // Re-sent until the executor has a newer one, so that a keep-alive never erases it.
+        checkpoint: if resumes {
+            checkpoint(job.progress.as_ref())
+        } else {
+            None
+        },
+        dirty: false,
+    };
+    let start_done = st.done;
+    let started = tokio::time::Instant::now();
+    let rate = |st: &Unreported| {
+        st.done.saturating_sub(start_done) as f64 / started.elapsed().as_secs_f64().max(1e-3)
+    };
+    // Report what changed every `progress_interval`, and renew the lease well before it ends
+    // even when nothing did (a k2pow group or a proving pass can outlast a lease).
+    let keepalive = (ctx.lease / 3).max(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(
+        ctx.progress_interval
+            .min(keepalive)
+            .max(Duration::from_millis(100)),
+    );
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_report = tokio::time::Instant::now();
-    while let Some(ev) = rx.recv().await {
-        match ev {
-            JobEvent::Range(r) => {
-                done += r.end_label - r.start_label;
-                pending.push(r);
-                if last_report.elapsed() >= ctx.progress_interval {
-                    let req = ProgressRequest {
-                        fencing_token: token,
-                        done,
-                        rate_per_s: 0.0,
-                        ranges: std::mem::take(&mut pending),
-                        checkpoint: None,
-                    };
-                    match ctx.client.progress(job.job_id, &req).await {
-                        Ok(_) => last_report = tokio::time::Instant::now(),
-                        Err(e) if e.is_stale_lease() => {
-                            stop.store(true, Ordering::Relaxed);
-                            return Err(e);
-                        }
-                        Err(e) => {
-                            // Keep the ranges; they go with the next report.
-                            tracing::warn!(error = %e, "progress report failed; retrying later");
-                            pending = req.ranges;
-                        }
+    let outcome = loop {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(JobEvent::Progress(u)) => st.apply(u),
+                Some(JobEvent::Finished(r)) => break r,
+                // The executor ended without a word: it panicked.
+                None => break Err(ExecError::Panicked),
+            },
+            _ = tick.tick() => {
+                let since = last_report.elapsed();
+                if (st.dirty && since >= ctx.progress_interval) || since >= keepalive {
+                    let r = rate(&st);
+                    if report(ctx, job, &mut st, r, &stop).await? {
+                        last_report = tokio::time::Instant::now();
                     }
                 }
             }
-            JobEvent::Finished(Ok(result)) => {
-                let req = CompleteRequest {
-                    fencing_token: token,
-                    ranges: std::mem::take(&mut pending),
-                    result: Some(result),
-                };
-                ctx.client.complete(job.job_id, &req).await?;
-                return Ok(());
+        }
+    };
+    match outcome {
+        Ok(result) => {
+            let req = CompleteRequest {
+                fencing_token: job.fencing_token,
+                ranges: std::mem::take(&mut st.ranges),
+                result: Some(result),
+            };
+            ctx.client.complete(job.job_id, &req).await?;
+            tracing::info!(job_id = %job.job_id, kind = %job.kind, "job complete");
+        }
+        Err(e) => {
+            // Hand back: report what is durable, then fail (retryable unless the job is bad).
+            if st.dirty {
+                let r = rate(&st);
+                report(ctx, job, &mut st, r, &stop).await?;
             }
-            JobEvent::Finished(Err(e)) => {
-                // Hand back: report what is durable, then fail (retryable unless the job is bad).
-                if !pending.is_empty() {
-                    let req = ProgressRequest {
-                        fencing_token: token,
-                        done,
-                        rate_per_s: 0.0,
-                        ranges: std::mem::take(&mut pending),
-                        checkpoint: None,
-                    };
-                    ctx.client.progress(job.job_id, &req).await?;
-                }
-                let stopped = matches!(e, ExecError::Stopped);
-                let req = FailRequest {
-                    fencing_token: token,
-                    error: if stopped {
-                        "worker stopping: handed back".into()
-                    } else {
-                        e.to_string()
-                    },
-                    retryable: e.is_retryable(),
-                    retry_after_ms: if stopped { None } else { Some(30_000) },
-                };
-                ctx.client.fail(job.job_id, &req).await?;
-                return Ok(());
+            let stopped = matches!(e, ExecError::Stopped);
+            if !stopped {
+                tracing::warn!(job_id = %job.job_id, kind = %job.kind, error = %e, "job failed");
             }
+            let req = FailRequest {
+                fencing_token: job.fencing_token,
+                error: if stopped {
+                    "worker stopping: handed back".into()
+                } else {
+                    e.to_string()
+                },
+                retryable: e.is_retryable(),
+                retry_after_ms: if stopped { None } else { Some(30_000) },
+            };
+            ctx.client.fail(job.job_id, &req).await?;
         }
     }
     Ok(())
 }
 
-fn prepare(ctx: &JobCtx, job: &LeasedJob) -> Result<InitTask, ExecError> {
-    let JobKind::Init { file_index, range } = &job.spec.work else {
-        return Err(ExecError::Invalid(format!(
-            "this worker does not run {} jobs yet",
-            job.kind
-        )));
-    };
+/// A leased job resolved against this rig.
+enum Task {
+    Init(InitTask),
+    Verify(VerifyTask),
+    K2pow(K2powTask),
+    Prove(ProveTask),
+}
+
+fn target_disk<'a>(caps: &'a Capabilities, job: &LeasedJob) -> Result<&'a DiskInfo, ExecError> {
     let disk_id = job
         .spec
         .target
         .as_ref()
         .map(|t| t.disk_id.as_str())
-        .ok_or_else(|| ExecError::Invalid("init job without a target disk".into()))?;
-    let disk = ctx
-        .caps
-        .disks
+        .ok_or_else(|| ExecError::Invalid(format!("{} job without a target disk", job.kind)))?;
+    caps.disks
         .iter()
         .find(|d| d.id == disk_id)
-        .ok_or_else(|| ExecError::Invalid(format!("disk {disk_id} is not on this rig")))?;
-    Ok(InitTask {
-        identity: job.identity.clone(),
-        dir: identity_dir(disk, &job.identity.node_id),
-        file_index: u64::from(*file_index),
-        start: range.start,
-        end: range.end,
-        resume_from: resume_point(job),
+        .ok_or_else(|| ExecError::Invalid(format!("disk {disk_id} is not on this rig")))
+}
+
+/// Resolves `job` (blocking: a prove job looks for its files on the disks).
+fn prepare(env: &Env, caps: &Capabilities, job: &LeasedJob) -> Result<Task, ExecError> {
+    Ok(match &job.spec.work {
+        JobKind::Init { file_index, range } => Task::Init(InitTask {
+            identity: job.identity.clone(),
+            dir: identity_dir(target_disk(caps, job)?, &job.identity.node_id),
+            file_index: u64::from(*file_index),
+            start: range.start,
+            end: range.end,
+            resume_from: resume_point(job),
+        }),
+        JobKind::Verify { file_index, range } => {
+            // Resume only with the findings of the labels already covered.
+            let resumed: Option<VerifyResult> = checkpoint(job.progress.as_ref());
+            let mut seed = [0u8; 16];
+            seed.copy_from_slice(job.job_id.as_bytes());
+            Task::Verify(VerifyTask {
+                identity: job.identity.clone(),
+                dir: identity_dir(target_disk(caps, job)?, &job.identity.node_id),
+                file_index: u64::from(*file_index),
+                start: range.start,
+                end: range.end,
+                sample_per_chunk: env.cfg.verify_sample_per_chunk,
+                seed,
+                resume_from: if resumed.is_some() { resume_point(job) } else { 0 },
+                resumed: resumed.unwrap_or_default(),
+            })
+        }
+        JobKind::K2pow { groups } => {
+            let resumed: Option<K2powResult> = checkpoint(job.progress.as_ref());
+            Task::K2pow(K2powTask::new(
+                &job.identity,
+                job.spec.challenge.as_deref(),
+                *groups,
+                resumed.map(|r| r.pows).unwrap_or_default(),
+            )?)
+        }
+        JobKind::Prove {
+            first_nonce,
+            nonces,
+            disks,
+        } => {
+            // The disks the coordinator names, or every disk of the rig.
+            let chosen: Vec<&DiskInfo> = if disks.is_empty() {
+                caps.disks.iter().collect()
+            } else {
+                disks
+                    .iter()
+                    .map(|id| {
+                        caps.disks
+                            .iter()
+                            .find(|d| &d.id == id)
+                            .ok_or_else(|| ExecError::Invalid(format!("disk {id} is not on this rig")))
+                    })
+                    .collect::<Result<_, _>>()?
+            };
+            Task::Prove(ProveTask::new(
+                &job.identity,
+                job.spec.challenge.as_deref(),
+                *first_nonce,
+                *nonces,
+                &job.pows,
+                &chosen,
+                env.threads,
+            )?)
+        }
     })
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, ExecError> {
+    serde_json::to_value(v).map_err(|e| ExecError::Invalid(format!("encoding the result: {e}")))
+}
+
+/// Runs a resolved job on the calling (blocking) thread.
+fn execute(
+    env: &Env,
+    task: Task,
+    stop: &AtomicBool,
+    emit: &(dyn Fn(Update) + Sync),
+) -> Result<serde_json::Value, ExecError> {
+    match task {
+        Task::Init(task) => {
+            let mut done = task.resume_from;
+            let mut report = |r: RangeDone, _best: Option<VrfCandidate>| {
+                done += r.end_label - r.start_label;
+                emit(Update {
+                    done,
+                    range: Some(r),
+                    checkpoint: None,
+                });
+            };
+            let o = run_init(&task, env.backend.as_ref(), stop, &mut report)?;
+            if let Some(best) = o.best {
+                if let Err(e) =
+                    post::initialize::merge_nonce(&task.dir, best, task.identity.scrypt_n as usize)
+                {
+                    tracing::warn!(error = %e, "could not record the VRF nonce in the local metadata");
+                }
+            }
+            Ok(serde_json::json!({
+                "labels_written": o.labels_written,
+                "vrf_nonce": o.best.map(|b| serde_json::json!({
+                    "index": b.index, "label32": hex::encode(b.label32)})),
+            }))
+        }
+        Task::Verify(task) => {
+            let mut report = |done: u64, so_far: &VerifyResult| {
+                emit(Update {
+                    done,
+                    range: None,
+                    checkpoint: serde_json::to_value(so_far).ok(),
+                });
+            };
+            to_json(&run_verify(&task, env.backend.as_ref(), stop, &mut report)?)
+        }
+        Task::K2pow(task) => {
+            let rx = env.pow.solver()?;
+            let mut report = |so_far: &K2powResult| {
+                emit(Update {
+                    done: so_far.pows.len() as u64,
+                    range: None,
+                    checkpoint: serde_json::to_value(so_far).ok(),
+                });
+            };
+            to_json(&run_k2pow(
+                &task,
+                &env.cfg.proof,
+                rx.as_ref(),
+                rx.as_ref(),
+                stop,
+                &mut report,
+            )?)
+        }
+        Task::Prove(task) => {
+            // Checking the given pows needs RandomX; without it the coordinator's own check of
+            // the proof still catches a bad pow.
+            let verifier = match env.pow.verifier() {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot check the given k2pows before proving");
+                    None
+                }
+            };
+            // One report per 16 MiB read at most (the scanners call this after every 1 MiB).
+            let sent = AtomicU64::new(0);
+            let progress = |labels: u64| {
+                let last = sent.load(Ordering::Relaxed);
+                if labels >= last + (1 << 20)
+                    && sent
+                        .compare_exchange(last, labels, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    emit(Update {
+                        done: labels,
+                        range: None,
+                        checkpoint: None,
+                    });
+                }
+            };
+            let v: Option<&dyn post::pow::PowVerifier> = verifier.as_deref().map(|v| v as _);
+            to_json(&run_prove(&task, &env.cfg.proof, v, stop, &progress)?)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::{CpuInfo, GpuInfo};
+
+    fn disk(id: &str) -> DiskInfo {
+        DiskInfo {
+            id: id.into(),
+            mount: format!("/mnt/{id}"),
+            physical_device: String::new(),
+            filesystem: "ext4".into(),
+            capacity_bytes: 10,
+            free_bytes: 5,
+            read_mb_s: 0.0,
+            write_mb_s: 0.0,
+        }
+    }
+
+    #[test]
+    fn kinds_follow_the_rig() {
+        let mut caps = Capabilities::default();
+        // No disk, no label device: k2pow only.
+        assert!(lease_kinds(&caps, Slot::Storage).is_empty());
+        assert_eq!(lease_kinds(&caps, Slot::Proof), vec!["k2pow"]);
+        // A disk but no label device: verify and prove, no init.
+        caps.disks.push(disk("d0"));
+        assert_eq!(lease_kinds(&caps, Slot::Storage), vec!["verify"]);
+        assert_eq!(lease_kinds(&caps, Slot::Proof), vec!["k2pow", "prove"]);
+        // An enabled GPU, or a CPU allowed to compute labels: init too.
+        caps.gpus.push(GpuInfo {
+            index: 0,
+            model: "x".into(),
+            memory_bytes: 0,
+            labels_per_s: 0.0,
+            enabled: false,
+            temperature_c: None,
+            power_w: None,
+            utilization_percent: None,
+        });
+        assert_eq!(lease_kinds(&caps, Slot::Storage), vec!["verify"]);
+        caps.gpus[0].enabled = true;
+        assert_eq!(lease_kinds(&caps, Slot::Storage), vec!["init", "verify"]);
+        caps.gpus.clear();
+        caps.cpu = CpuInfo {
+            init_enabled: true,
+            ..CpuInfo::default()
+        };
+        assert_eq!(lease_kinds(&caps, Slot::Storage), vec!["init", "verify"]);
+    }
+
+    #[test]
+    fn every_kind_has_its_slot() {
+        use protocol::{GroupRange, LabelRange};
+        let r = LabelRange { start: 0, end: 1 };
+        assert_eq!(
+            slot_of(&JobKind::Init {
+                file_index: 0,
+                range: r
+            }),
+            Slot::Storage
+        );
+        assert_eq!(
+            slot_of(&JobKind::Verify {
+                file_index: 0,
+                range: r
+            }),
+            Slot::Storage
+        );
+        assert_eq!(
+            slot_of(&JobKind::K2pow {
+                groups: GroupRange { start: 0, end: 1 }
+            }),
+            Slot::Proof
+        );
+        assert_eq!(
+            slot_of(&JobKind::Prove {
+                first_nonce: 0,
+                nonces: 16,
+                disks: vec![]
+            }),
+            Slot::Proof
+        );
+    }
 }

@@ -9,6 +9,7 @@ use tokio::sync::{Notify, RwLock};
 use super::auth::{ct_eq, Principal, Role, TokenResolver};
 use super::error::ApiError;
 use crate::keystore::Keystore;
+use crate::liveness::Liveness;
 use crate::metrics::Metrics;
 use crate::scheduler::Plan;
 use crate::store::{ApiRole, Store};
@@ -65,6 +66,8 @@ pub(crate) struct Inner {
     pub events: Arc<Notify>,
     /// The reconcile loop's latest plan.
     pub latest_plan: Arc<RwLock<Option<Arc<Plan>>>>,
+    /// Heartbeats held in memory and the worker states they answer with.
+    pub liveness: Arc<Liveness>,
     auth_cache: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
 }
 
@@ -94,6 +97,7 @@ impl AppState {
             wake: Arc::new(Notify::new()),
             events: Arc::new(Notify::new()),
             latest_plan: Arc::new(RwLock::new(None)),
+            liveness: Arc::new(Liveness::new()),
             auth_cache: Mutex::new(HashMap::new()),
         }))
     }
@@ -109,6 +113,12 @@ impl AppState {
     /// What the reconcile loop waits on between rounds.
     pub fn wake_handle(&self) -> Arc<Notify> {
         self.0.wake.clone()
+    }
+
+    /// Heartbeats held in memory; the coordinator writes them every second and the reconcile loop
+    /// before each pass.
+    pub fn liveness(&self) -> Arc<Liveness> {
+        self.0.liveness.clone()
     }
 
     /// Where the reconcile loop publishes its plans.

@@ -109,13 +109,30 @@ pub async fn heartbeat(
     ApiJson(req): ApiJson<HeartbeatRequest>,
 ) -> ApiResult<ApiJson<HeartbeatResponse>> {
     let id = worker_id(&p)?;
+    if req.jobs.len() > 10_000 {
+        return Err(ApiError::invalid_field("jobs", "at most 10000 entries"));
+    }
     let caps = req.capabilities.as_ref().map(validated).transpose()?;
     let now = now_ms();
-    let before = state.store().get_worker(id).await?;
-    let w = state.store().heartbeat(id, now, caps.as_ref()).await?;
-    if let Some(c) = &req.capabilities {
-        observe_capabilities(&state, id, c);
-    }
+    let live = &state.0.liveness;
+    let known = match live.state(id) {
+        Some(s) => s,
+        None => {
+            let s = state.store().get_worker(id).await?.state;
+            live.set_state(id, s);
+            s
+        }
+    };
+    // The common case costs no database write: the time is written with the next batch (see
+    // `crate::liveness`). A worker coming back, or one with news of its devices, is written now.
+    let current = if caps.is_none() && matches!(known, WorkerState::Online | WorkerState::Draining) {
+        live.beat(id, now);
+        known
+    } else {
+        let w = state.store().heartbeat(id, now, caps.as_ref()).await?;
+        live.set_state(id, w.state);
+        w.state
+    };
     state
         .metrics()
         .worker_heartbeat
@@ -123,28 +140,28 @@ pub async fn heartbeat(
             worker: id.to_string(),
         })
         .set(now as f64 / 1000.0);
-    if before.state == WorkerState::Offline {
+    let mut wake = false;
+    if known == WorkerState::Offline && current != WorkerState::Offline {
         state
             .event(
                 "worker.state",
                 &id.to_string(),
-                json!({"state": w.state.as_str()}),
+                json!({"state": current.as_str()}),
             )
             .await;
-        state.0.wake.notify_one();
-    } else if let Some(new) = &req.capabilities {
+        wake = true;
+    }
+    if let Some(c) = &req.capabilities {
+        observe_capabilities(&state, id, c);
         // Free space and telemetry change on every report; only a change of the devices
         // themselves is worth planning again now (the loop's own interval covers the rest).
-        let old: Option<Capabilities> = serde_json::from_value(before.capabilities.clone()).ok();
-        if old.is_none_or(|o| device_shape(&o) != device_shape(new)) {
-            state.0.wake.notify_one();
-        }
+        wake |= live.shape_changed(id, device_shape(c));
+    }
+    if wake {
+        state.0.wake.notify_one();
     }
     let mut stop = Vec::new();
     if !req.jobs.is_empty() {
-        if req.jobs.len() > 10_000 {
-            return Err(ApiError::invalid_field("jobs", "at most 10000 entries"));
-        }
         let held: BTreeSet<Uuid> = state
             .store()
             .list_jobs(&JobFilter {
@@ -160,21 +177,28 @@ pub async fn heartbeat(
         stop = req.jobs.iter().filter(|j| !held.contains(j)).copied().collect();
     }
     Ok(ApiJson(HeartbeatResponse {
-        state: w.state.as_str().to_owned(),
-        drain: w.state == WorkerState::Draining,
+        state: current.as_str().to_owned(),
+        drain: current == WorkerState::Draining,
         stop,
         heartbeat_interval_ms: state.0.config.heartbeat_interval_ms,
+        paused: false,
     }))
 }
 
-/// What of a rig the plan depends on beyond free space: which devices exist and may work.
-fn device_shape(c: &Capabilities) -> (Vec<(u32, bool)>, Vec<&str>, bool, bool) {
-    (
-        c.gpus.iter().map(|g| (g.index, g.enabled)).collect(),
-        c.disks.iter().map(|d| d.id.as_str()).collect(),
-        c.cpu.init_enabled,
-        c.paused,
-    )
+/// A fingerprint of what of a rig the plan depends on beyond free space: which devices exist and
+/// may work.
+fn device_shape(c: &Capabilities) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for g in &c.gpus {
+        (g.index, g.enabled).hash(&mut h);
+    }
+    0xff_u8.hash(&mut h);
+    for d in &c.disks {
+        d.id.hash(&mut h);
+    }
+    (c.cpu.init_enabled, c.paused).hash(&mut h);
+    h.finish()
 }
 
 fn identity_params(i: &Identity) -> IdentityParams {
@@ -254,6 +278,7 @@ pub async fn lease(
             identity: ident,
             spec,
             progress: job.progress.clone(),
+            pows: Vec::new(),
         });
     }
     Ok(ApiJson(LeaseResponse { jobs, lease_ms }))

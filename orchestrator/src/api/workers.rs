@@ -26,6 +26,17 @@ pub struct WorkerView {
     pub created_at: i64,
 }
 
+impl WorkerView {
+    /// The view with the latest heartbeat, including one held in memory not yet written.
+    fn live(w: &Worker, state: &AppState) -> Self {
+        let mut v = WorkerView::from(w);
+        if let Some(t) = state.0.liveness.pending_since(w.id) {
+            v.last_heartbeat_at = Some(v.last_heartbeat_at.map_or(t, |db| db.max(t)));
+        }
+        v
+    }
+}
+
 impl From<&Worker> for WorkerView {
     fn from(w: &Worker) -> Self {
         WorkerView {
@@ -83,7 +94,7 @@ pub struct JoinTokenView {
 pub async fn list(State(state): State<AppState>, p: Principal) -> ApiResult<ApiJson<Vec<WorkerView>>> {
     p.require(Role::Viewer)?;
     let all = state.store().list_workers().await?;
-    Ok(ApiJson(all.iter().map(WorkerView::from).collect()))
+    Ok(ApiJson(all.iter().map(|w| WorkerView::live(w, &state)).collect()))
 }
 
 #[utoipa::path(get, path = "/api/v1/workers/{id}", tag = "workers",
@@ -107,13 +118,14 @@ pub async fn get(
         })
         .await?;
     Ok(ApiJson(WorkerDetail {
-        worker: WorkerView::from(&w),
+        worker: WorkerView::live(&w, &state),
         leased_jobs: jobs.iter().map(JobView::from).collect(),
     }))
 }
 
 async fn set_state(state: &AppState, p: &Principal, id: Uuid, to: WorkerState) -> ApiResult<WorkerView> {
     let w = state.store().set_worker_state(id, to, now_ms()).await?;
+    state.0.liveness.set_state(id, w.state);
     if to == WorkerState::Removed {
         state.clear_auth_cache();
     }

@@ -218,7 +218,9 @@ async fn apply_steps(
         }
     }
 
-    // 4. New jobs.
+    // 4. New jobs, queued in batches.
+    let mut batch: Vec<(store::NewJob, JobSpec)> =
+        Vec::with_capacity(plan.init.len() + plan.k2pow.len() + plan.proofs.len());
     for a in &plan.init {
         let (Some(ident), Some(worker)) = (uuid("identity", &a.identity_id), uuid("worker", &a.worker_id))
         else {
@@ -236,9 +238,7 @@ async fn apply_steps(
         };
         let key = format!("init:{ident}:{}:{}", a.file_index, a.range.start);
         let new = pinned_job(store::JobKind::Init, ident, worker, &spec, key, PRIORITY_INIT, 0)?;
-        if queue(store, &new, &spec, now, done).await? {
-            done.report.init_queued += 1;
-        }
+        batch.push((new, spec));
     }
     for k in &plan.k2pow {
         let (Some(ident), Some(worker)) = (uuid("identity", &k.identity_id), uuid("worker", &k.worker_id))
@@ -266,9 +266,7 @@ async fn apply_steps(
             PRIORITY_K2POW,
             0,
         )?;
-        if queue(store, &new, &spec, now, done).await? {
-            done.report.k2pow_queued += 1;
-        }
+        batch.push((new, spec));
     }
     for p in &plan.proofs {
         let (Some(ident), Some(worker)) = (uuid("identity", &p.identity_id), uuid("worker", &p.worker_id))
@@ -300,9 +298,10 @@ async fn apply_steps(
             PRIORITY_PROVE,
             p.start_ms,
         )?;
-        if queue(store, &new, &spec, now, done).await? {
-            done.report.prove_queued += 1;
-        }
+        batch.push((new, spec));
+    }
+    for chunk in batch.chunks(JOB_BATCH) {
+        queue_all(store, chunk, now, done).await?;
     }
 
     // 5. Identity lifecycle: created -> initializing once labels are recorded or an init job
@@ -372,30 +371,57 @@ fn payload(spec: &JobSpec, key: &str) -> Result<Value, ReconcileError> {
 }
 
 /// Queues one job; `false` when its key is already queued or its identity is gone (skipped).
-async fn queue(
+/// Jobs queued per write transaction.
+const JOB_BATCH: usize = 500;
+
+/// Queues `jobs` in one transaction and records what happened; when the batch fails as a whole
+/// (an identity deleted meanwhile), queues them one by one so the others still go in.
+async fn queue_all(
     store: &Store,
-    new: &NewJob,
-    spec: &JobSpec,
+    jobs: &[(store::NewJob, JobSpec)],
     now: i64,
     done: &mut Applied,
-) -> Result<bool, ReconcileError> {
-    match store.enqueue_job(new, now).await {
-        Ok(job) => {
-            done.event(
-                "job.queued",
-                job.id,
-                json!({
-                    "kind": job.kind.as_str(), "identity_id": job.identity_id,
-                    "worker_id": job.assigned_worker_id, "key": job.key, "work": spec.work,
-                    "device": spec.device, "not_before": job.not_before,
-                }),
-            );
-            Ok(true)
+) -> Result<(), ReconcileError> {
+    let news: Vec<store::NewJob> = jobs.iter().map(|(n, _)| n.clone()).collect();
+    match store.enqueue_jobs(&news, now).await {
+        Ok(results) => {
+            for (job, (_, spec)) in results.into_iter().zip(jobs) {
+                match job {
+                    Some(job) => queued(&job, spec, done),
+                    None => done.report.skipped += 1,
+                }
+            }
+            Ok(())
         }
         Err(e) if no_longer_applies(&e) => {
-            done.report.skipped += 1;
-            Ok(false)
+            for (new, spec) in jobs {
+                match store.enqueue_job(new, now).await {
+                    Ok(job) => queued(&job, spec, done),
+                    Err(e) if no_longer_applies(&e) => done.report.skipped += 1,
+                    Err(e) => return Err(store_err("enqueue job")(e)),
+                }
+            }
+            Ok(())
         }
-        Err(e) => Err(store_err("enqueue job")(e)),
+        Err(e) => Err(store_err("enqueue jobs")(e)),
     }
+}
+
+/// Counts a queued job and its event.
+fn queued(job: &store::Job, spec: &JobSpec, done: &mut Applied) {
+    match job.kind {
+        store::JobKind::Init => done.report.init_queued += 1,
+        store::JobKind::K2pow => done.report.k2pow_queued += 1,
+        store::JobKind::Prove => done.report.prove_queued += 1,
+        store::JobKind::Verify => {}
+    }
+    done.event(
+        "job.queued",
+        job.id,
+        json!({
+            "kind": job.kind.as_str(), "identity_id": job.identity_id,
+            "worker_id": job.assigned_worker_id, "key": job.key, "work": spec.work,
+            "device": spec.device, "not_before": job.not_before,
+        }),
+    );
 }

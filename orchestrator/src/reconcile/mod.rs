@@ -9,6 +9,7 @@
 //! idempotency keys, and planning the applied state again yields no actions.
 
 mod apply;
+mod files;
 mod snapshot;
 
 use std::collections::BTreeMap;
@@ -21,12 +22,14 @@ use serde_json::{json, Value};
 use tokio::sync::{watch, Notify, RwLock};
 use uuid::Uuid;
 
+use crate::liveness::Liveness;
 use crate::metrics::{JobLabels, Metrics, StateLabel};
 use crate::scheduler::{self, Plan, SchedulerConfig, Snapshot};
 use crate::store::{self, Store, StoreError, StoreErrorKind};
 
 pub use apply::{apply_plan, ApplyReport};
-pub use snapshot::build_snapshot;
+pub use files::{FileCache, FileCacheStats};
+pub use snapshot::{build_snapshot, build_snapshot_cached};
 
 /// The scheduler's view of a rig from what it reported.
 pub fn worker_state(
@@ -115,6 +118,9 @@ pub struct ReconcileConfig {
     pub interval: Duration,
     /// A worker whose last heartbeat is older than this is offline (its jobs move elsewhere).
     pub offline_after_ms: i64,
+    /// Shortest pause after a pass before a pass that was woken early (and never shorter than
+    /// the last pass took, so the loop is busy at most half the time).
+    pub min_gap: Duration,
     pub scheduler: SchedulerConfig,
 }
 
@@ -123,6 +129,7 @@ impl Default for ReconcileConfig {
         ReconcileConfig {
             interval: Duration::from_secs(2),
             offline_after_ms: 60_000,
+            min_gap: Duration::from_millis(250),
             scheduler: SchedulerConfig::default(),
         }
     }
@@ -175,16 +182,48 @@ pub async fn reconcile_once(
     inputs: &ReconcileInputs,
     now_ms: i64,
 ) -> Result<(Plan, ApplyReport), ReconcileError> {
+    reconcile_cached(store, &mut FileCache::new(), None, metrics, cfg, inputs, now_ms).await
+}
+
+/// [`reconcile_once`] with the fleet's files kept in `cache` between passes, and the heartbeats
+/// held in `liveness` written first (the loop's way).
+pub async fn reconcile_cached(
+    store: &Store,
+    cache: &mut FileCache,
+    liveness: Option<&Liveness>,
+    metrics: &Metrics,
+    cfg: &ReconcileConfig,
+    inputs: &ReconcileInputs,
+    now_ms: i64,
+) -> Result<(Plan, ApplyReport), ReconcileError> {
     let expired = store
         .expire_leases(now_ms)
         .await
         .map_err(store_err("expire leases"))?;
     metrics.lease_expiries.inc_by(expired.len() as u64);
     let stale_before = now_ms.saturating_sub(cfg.offline_after_ms);
-    let offline = store
+    if let Some(l) = liveness {
+        l.flush(store).await.map_err(store_err("record heartbeats"))?;
+    }
+    let mut offline = store
         .mark_stale_workers_offline(stale_before, now_ms)
         .await
         .map_err(store_err("mark stale workers offline"))?;
+    if let Some(l) = liveness {
+        // A heartbeat that arrived between the flush and the marking: the worker is alive.
+        let mut revived = Vec::new();
+        for w in &offline {
+            match l.pending_since(*w) {
+                Some(t) if t >= stale_before => {
+                    let back = store.heartbeat(*w, t, None).await.map_err(store_err("revive worker"))?;
+                    l.set_state(*w, back.state);
+                    revived.push(*w);
+                }
+                _ => l.forget(*w),
+            }
+        }
+        offline.retain(|w| !revived.contains(w));
+    }
     let mut events: Vec<(String, String, Value)> = Vec::with_capacity(expired.len() + offline.len());
     for e in &expired {
         tracing::info!(job = %e.job_id, worker = ?e.worker_id, state = %e.new_state, "lease expired");
@@ -207,13 +246,27 @@ pub async fn reconcile_once(
         .await
         .map_err(store_err("append events"))?;
 
-    let mut snapshot = build_snapshot(store, now_ms, inputs, cfg).await?;
+    let t = std::time::Instant::now();
+    let mut snapshot = build_snapshot_cached(store, cache, now_ms, inputs, cfg).await?;
     snapshot.config = cfg.scheduler.clone();
+    let snapshot_ms = t.elapsed().as_millis() as u64;
+    let t = std::time::Instant::now();
     let plan = plan_off_runtime(snapshot).await?;
+    let plan_ms = t.elapsed().as_millis() as u64;
+    let t = std::time::Instant::now();
     let mut report = apply_plan(store, &plan, inputs, now_ms).await?;
     report.leases_expired = expired.len() as u64;
     report.workers_offline = offline.len() as u64;
+    let apply_ms = t.elapsed().as_millis() as u64;
+    let t = std::time::Instant::now();
     refresh_gauges(store, metrics).await?;
+    tracing::debug!(
+        snapshot_ms,
+        plan_ms,
+        apply_ms,
+        gauges_ms = t.elapsed().as_millis() as u64,
+        "reconcile pass steps"
+    );
     Ok((plan, report))
 }
 
@@ -292,6 +345,18 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// Returns the heap memory freed by a pass to the system. A pass over a large fleet allocates and
+/// frees hundreds of megabytes on the runtime's threads; glibc keeps freed memory in per-thread
+/// arenas, so without this the coordinator's resident size stays at its largest pass's.
+#[allow(unsafe_code)] // The one foreign call of the coordinator; see the SAFETY note.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// The longest wait after failed passes.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -307,20 +372,37 @@ pub struct Reconciler {
     pub latest: Arc<RwLock<Option<Arc<Plan>>>>,
     /// `notify_one` starts a pass now (identity created, worker enrolled, job finished).
     pub wake: Arc<Notify>,
+    /// The fleet's files between passes (only this loop's passes use it).
+    pub files: Arc<tokio::sync::Mutex<FileCache>>,
+    /// The API's heartbeats held in memory: written at the start of every pass.
+    pub liveness: Option<Arc<Liveness>>,
 }
 
 impl Reconciler {
     /// One pass at `now_ms`; on success the plan becomes `latest`.
     pub async fn tick(&self, now_ms: i64) -> Result<(Arc<Plan>, ApplyReport), ReconcileError> {
         let inputs = self.inputs.read().await.clone();
-        let (plan, report) = reconcile_once(&self.store, &self.metrics, &self.cfg, &inputs, now_ms).await?;
+        let mut files = self.files.lock().await;
+        let (plan, report) =
+            reconcile_cached(
+                &self.store,
+                &mut files,
+                self.liveness.as_deref(),
+                &self.metrics,
+                &self.cfg,
+                &inputs,
+                now_ms,
+            )
+            .await?;
+        drop(files);
         let plan = Arc::new(plan);
         *self.latest.write().await = Some(Arc::clone(&plan));
         Ok((plan, report))
     }
 
     /// Runs passes until `shutdown` is true (or its sender is gone): every `cfg.interval`, or
-    /// as soon as `wake` is notified. A failed pass is logged and retried with exponential
+    /// as soon as `wake` is notified (but no sooner than `cfg.min_gap`, or the last pass's
+    /// duration, after the last pass ended). A failed pass is logged and retried with exponential
     /// backoff (up to a minute, wakes ignored meanwhile); it never ends the loop. A pass in
     /// progress finishes before the loop returns.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
@@ -336,6 +418,7 @@ impl Reconciler {
             let started = std::time::Instant::now();
             match self.tick(now_ms()).await {
                 Ok((plan, report)) => {
+                    release_free_memory();
                     failures = 0;
                     let elapsed_ms = started.elapsed().as_millis() as u64;
                     if report.changed() {
@@ -358,9 +441,13 @@ impl Reconciler {
             } else {
                 backoff(self.cfg.interval, failures)
             };
+            // Woken passes keep the loop busy at most half the time: under a stream of job
+            // completions it must not crowd out the request handlers on a small machine.
+            let earliest = std::time::Instant::now() + started.elapsed().max(self.cfg.min_gap);
             let woken = async {
                 if failures == 0 {
                     self.wake.notified().await;
+                    tokio::time::sleep_until(earliest.into()).await;
                 } else {
                     std::future::pending::<()>().await;
                 }
@@ -404,6 +491,8 @@ pub async fn run(
         inputs,
         latest,
         wake,
+        files: Arc::default(),
+        liveness: None,
     }
     .run(shutdown)
     .await

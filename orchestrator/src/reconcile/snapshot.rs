@@ -1,12 +1,14 @@
-//! Reading the fleet into a scheduler [`Snapshot`]: six bulk queries in two concurrent rounds,
-//! whatever the fleet's size.
+//! Reading the fleet into a scheduler [`Snapshot`]: a few bulk queries whatever the fleet's size,
+//! with the files taken from the reconcile loop's [`FileCache`] (only identities whose files
+//! changed are read again).
 //!
-//! Consistency without a read transaction: live jobs, workers, identities and file placements are
-//! read first, recorded init ranges and finished k2pow/prove jobs after them. Whatever happens
-//! between the reads can only make the snapshot claim *more* coverage than there was at the first
-//! read (a job that finishes meanwhile shows as live and its labels as recorded), never less, so a
-//! plan never queues work twice; the next pass sees the settled state. (Placements are written by
-//! the reconcile loop alone.) A job seen live and then finished is taken as finished.
+//! Consistency without a read transaction: live jobs, workers and identities are read first; file
+//! revisions, changed files and recorded ranges, and finished k2pow/prove jobs after them.
+//! Whatever happens between the reads can only make the snapshot claim *more* coverage than there
+//! was at the first read (a job that finishes meanwhile shows as live and its labels as recorded),
+//! never less, so a plan never queues work twice; the next pass sees the settled state. (Placements
+//! are written by the reconcile loop alone.) A job seen live and then finished is taken as
+//! finished.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -14,9 +16,10 @@ use protocol::{Capabilities, JobSpec};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::files::{recorded_from, FileCache};
 use super::{store_err, worker_state, JobProgress, ReconcileConfig, ReconcileError, ReconcileInputs};
 use crate::scheduler::{
-    self, Device, FileState, GroupRange, IdentityPhase, JobKind, JobState, JobStatus, LabelRange, Placement,
+    self, Device, GroupRange, IdentityPhase, JobKind, JobState, JobStatus, LabelRange,
     Snapshot,
 };
 use crate::store::{self, Store};
@@ -36,14 +39,6 @@ pub(crate) fn phase(state: store::IdentityState) -> IdentityPhase {
             IdentityPhase::Ready
         }
     }
-}
-
-/// A recorded run of done labels `[start, end)` of one file.
-#[derive(Debug, Clone, Copy)]
-struct Run {
-    file: u64,
-    start: u64,
-    end: u64,
 }
 
 /// Reads workers, identities (with files, recorded progress and proving needs) and jobs into a
@@ -71,8 +66,20 @@ pub async fn build_snapshot(
     inputs: &ReconcileInputs,
     cfg: &ReconcileConfig,
 ) -> Result<Snapshot, ReconcileError> {
+    build_snapshot_cached(store, &mut FileCache::new(), now_ms, inputs, cfg).await
+}
+
+/// [`build_snapshot`] with the files from `cache`, brought up to date first (only identities
+/// whose files changed since the last call are read again: see [`FileCache`]).
+pub async fn build_snapshot_cached(
+    store: &Store,
+    cache: &mut FileCache,
+    now_ms: i64,
+    inputs: &ReconcileInputs,
+    cfg: &ReconcileConfig,
+) -> Result<Snapshot, ReconcileError> {
     // Live jobs first, recorded ranges (and finished jobs) after them: see the module docs.
-    let (live, workers, identities, files) = tokio::try_join!(
+    let (live, workers, identities) = tokio::try_join!(
         async { store.list_live_jobs().await.map_err(store_err("list live jobs")) },
         async { store.list_workers().await.map_err(store_err("list workers")) },
         async {
@@ -80,12 +87,6 @@ pub async fn build_snapshot(
                 .list_identities()
                 .await
                 .map_err(store_err("list identities"))
-        },
-        async {
-            store
-                .list_all_identity_files()
-                .await
-                .map_err(store_err("list identity files"))
         },
     )?;
     let proving_ids: Vec<Uuid> = inputs.proving.keys().copied().collect();
@@ -96,24 +97,16 @@ pub async fn build_snapshot(
         .min()
         .unwrap_or(now_ms)
         .saturating_sub(FINISHED_LOOKBACK_MS);
-    let (ranges, finished) = tokio::try_join!(
-        async {
-            store
-                .list_all_init_ranges()
-                .await
-                .map_err(store_err("list init ranges"))
-        },
-        async {
-            store
-                .list_finished_jobs_since(
-                    &proving_ids,
-                    &[store::JobKind::K2pow, store::JobKind::Prove],
-                    since,
-                )
-                .await
-                .map_err(store_err("list finished jobs"))
-        },
-    )?;
+    let stats = cache.refresh(store, &identities).await?;
+    tracing::debug!(?stats, "file cache refreshed");
+    let finished = store
+        .list_finished_jobs_since(
+            &proving_ids,
+            &[store::JobKind::K2pow, store::JobKind::Prove],
+            since,
+        )
+        .await
+        .map_err(store_err("list finished jobs"))?;
 
     let mut snap = Snapshot {
         now_ms,
@@ -143,20 +136,6 @@ pub async fn build_snapshot(
             .push(worker_state(&caps, &w.id.to_string(), online, draining));
     }
 
-    // Recorded runs by identity (sorted by start), and file rows by identity.
-    let mut runs: HashMap<Uuid, Vec<Run>> = HashMap::new();
-    for (ident, r) in &ranges {
-        runs.entry(*ident).or_default().push(Run {
-            file: r.file_index,
-            start: r.start_label,
-            end: r.end_label,
-        });
-    }
-    let mut file_rows: HashMap<Uuid, Vec<&store::IdentityFile>> = HashMap::new();
-    for f in &files {
-        file_rows.entry(f.identity_id).or_default().push(f);
-    }
-
     // Jobs: live first, a finished row of the same id replaces the live one.
     let challenge_hex: HashMap<Uuid, String> = inputs
         .proving
@@ -169,7 +148,6 @@ pub async fn build_snapshot(
     }
     let mut proved: HashSet<Uuid> = HashSet::new();
     let mut bad_payload: Vec<Uuid> = Vec::new();
-    let no_runs = Vec::new();
     for job in jobs.values() {
         let spec = match JobSpec::deserialize(&job.payload) {
             Ok(s) if kind_matches(job.kind, &s.work) => s,
@@ -230,7 +208,8 @@ pub async fn build_snapshot(
         let reported = progress.as_ref().map_or(0, |p| p.done);
         let done = match &work {
             JobKind::Init { range, .. } => {
-                recorded_from(runs.get(&job.identity_id).unwrap_or(&no_runs), range.start).min(range.len())
+                let runs = cache.get(&job.identity_id).map_or(&[][..], |c| &c.runs[..]);
+                recorded_from(runs, range.start).min(range.len())
             }
             JobKind::K2pow { groups } if job.state == store::JobState::Done => u64::from(groups.len()),
             _ => reported,
@@ -261,16 +240,16 @@ pub async fn build_snapshot(
     }
 
     // Identities.
-    let no_files = Vec::new();
     for ident in &identities {
         let id = ident.id.to_string();
+        let cached = cache.get(&ident.id);
         let mut st = scheduler::IdentityState {
             id: id.clone(),
             num_units: ident.num_units,
             labels_per_unit: ident.labels_per_unit,
             max_file_size: ident.max_file_size,
             state: phase(ident.state),
-            files: Vec::new(),
+            files: cached.map(|c| c.files.clone()).unwrap_or_default(),
             proving: None,
         };
         if let Some(p) = inputs.proving.get(&ident.id) {
@@ -278,77 +257,30 @@ pub async fn build_snapshot(
                 st.proving = Some(p.need.clone());
             }
         }
-        let layout = st.layout();
-        let file_range = |index: u64| -> Option<LabelRange> {
-            let l = layout?;
-            l.file_range(u32::try_from(index).ok()?)
-        };
-        // File index -> state.
-        let mut fs: BTreeMap<u64, FileState> = BTreeMap::new();
-        let new_file = |index: u64| FileState {
-            index: u32::try_from(index).unwrap_or(u32::MAX),
-            labels_total: file_range(index).map_or(0, |r| r.len()),
-            labels_done: 0,
-            placement: None,
-        };
-        for f in file_rows.get(&ident.id).unwrap_or(&no_files) {
-            if u32::try_from(f.file_index).is_err() {
-                continue;
-            }
-            let e = fs.entry(f.file_index).or_insert_with(|| new_file(f.file_index));
-            if let (Some(worker), Some(disk)) = (f.worker_id, &f.disk_id) {
-                e.placement = Some(Placement {
-                    worker_id: worker.to_string(),
-                    disk_id: disk.clone(),
-                });
-            }
-        }
-        for r in runs.get(&ident.id).unwrap_or(&no_runs) {
-            let Some(range) = file_range(r.file) else {
-                continue;
-            };
-            let e = fs.entry(r.file).or_insert_with(|| new_file(r.file));
-            let reach = range.start + e.labels_done;
-            if r.start <= reach {
-                e.labels_done = e
-                    .labels_done
-                    .max(r.end.min(range.end).saturating_sub(range.start));
-            } else {
-                // Not contiguous with the file's start: a finished init job holds it as progress.
-                snap.jobs.push(JobState {
-                    id: format!("range:{id}:{}", r.start),
-                    identity_id: id.clone(),
-                    worker_id: String::new(),
-                    device: Device::Cpu,
-                    kind: JobKind::Init {
-                        file_index: e.index,
-                        range: LabelRange {
-                            start: r.start,
-                            end: r.end,
-                        },
+        // Runs not contiguous with their file's start: a finished init job holds each as progress.
+        for r in cached.map_or(&[][..], |c| &c.detached[..]) {
+            snap.jobs.push(JobState {
+                id: format!("range:{id}:{}", r.start),
+                identity_id: id.clone(),
+                worker_id: String::new(),
+                device: Device::Cpu,
+                kind: JobKind::Init {
+                    file_index: u32::try_from(r.file).unwrap_or(u32::MAX),
+                    range: LabelRange {
+                        start: r.start,
+                        end: r.end,
                     },
-                    state: JobStatus::Done,
-                    lease_expires_ms: None,
-                    started_ms: None,
-                    not_before_ms: None,
-                    progress: r.end - r.start,
-                });
-            }
+                },
+                state: JobStatus::Done,
+                lease_expires_ms: None,
+                started_ms: None,
+                not_before_ms: None,
+                progress: r.end - r.start,
+            });
         }
-        st.files = fs.into_values().collect();
         snap.identities.push(st);
     }
     Ok(snap)
-}
-
-/// Labels recorded contiguously from `start` (0 when `start` is not inside a recorded run).
-fn recorded_from(runs: &[Run], start: u64) -> u64 {
-    // Runs are disjoint and sorted by start: the last one starting at or before `start`.
-    let k = runs.partition_point(|r| r.start <= start);
-    match k.checked_sub(1).map(|k| runs[k]) {
-        Some(r) if r.end > start => r.end - start,
-        _ => 0,
-    }
 }
 
 fn kind_matches(kind: store::JobKind, work: &JobKind) -> bool {
@@ -364,28 +296,6 @@ fn kind_matches(kind: store::JobKind, work: &JobKind) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn recorded_prefix_from_a_label() {
-        let runs = [
-            Run {
-                file: 0,
-                start: 0,
-                end: 10,
-            },
-            Run {
-                file: 0,
-                start: 20,
-                end: 30,
-            },
-        ];
-        assert_eq!(recorded_from(&runs, 0), 10);
-        assert_eq!(recorded_from(&runs, 5), 5);
-        assert_eq!(recorded_from(&runs, 10), 0);
-        assert_eq!(recorded_from(&runs, 25), 5);
-        assert_eq!(recorded_from(&runs, 30), 0);
-        assert_eq!(recorded_from(&[], 3), 0);
-    }
 
     #[test]
     fn per_epoch_states_are_ready() {

@@ -33,9 +33,9 @@ pub fn apply(snapshot: &Snapshot, plan: &Plan, id_prefix: &str) -> Snapshot {
             .map(|(k, f)| (f.index, k))
             .collect();
         for fp in &p.files {
-            let placement = Some(super::model::Placement {
-                worker_id: p.worker_id.clone(),
-                disk_id: fp.disk_id.clone(),
+            let placement = Some(super::model::FileLocation {
+                worker_id: p.worker_id.as_str().into(),
+                disk_id: fp.disk_id.as_str().into(),
             });
             if let Some(f) = pos.get(&fp.file_index).and_then(|&k| ident.files.get_mut(k)) {
                 f.placement = placement;

@@ -338,17 +338,17 @@ impl<'a> Index<'a> {
                 if let Some(p) = &fs.placement {
                     // Files of one identity are mostly on one worker: look it up once.
                     let w = match last_worker {
-                        Some((id, w)) if id == p.worker_id => w,
+                        Some((id, w)) if id == &*p.worker_id => w,
                         _ => {
-                            let w = self.worker_by_id.get(p.worker_id.as_str()).copied();
-                            last_worker = Some((p.worker_id.as_str(), w));
+                            let w = self.worker_by_id.get(&*p.worker_id).copied();
+                            last_worker = Some((&*p.worker_id, w));
                             w
                         }
                     };
                     let disk = w.and_then(|w| {
                         let disks = &self.workers[w].disks;
                         disks
-                            .binary_search_by(|&d| self.disks[d].st.id.as_str().cmp(p.disk_id.as_str()))
+                            .binary_search_by(|&d| self.disks[d].st.id.as_str().cmp(&*p.disk_id))
                             .ok()
                             .map(|k| disks[k])
                     });
@@ -359,7 +359,7 @@ impl<'a> Index<'a> {
                                 subject: subject(),
                                 kind: IssueKind::PlacementUnknown { file_index: index },
                             });
-                            unknown_place.get_or_insert((p.worker_id.as_str(), p.disk_id.as_str()));
+                            unknown_place.get_or_insert((&*p.worker_id, &*p.disk_id));
                             Place::Unknown
                         }
                     };

@@ -27,7 +27,7 @@ mod proving;
 
 pub use apply::apply;
 pub use model::{
-    CpuState, Device, DiskState, FileState, GpuState, GroupRange, IdentityPhase, IdentityState, JobKind,
+    CpuState, Device, DiskState, FileLocation, FileState, GpuState, GroupRange, IdentityPhase, IdentityState, JobKind,
     JobKindName, JobState, JobStatus, LabelRange, Layout, Placement, ProvingNeed, SchedulerConfig, Snapshot,
     WorkerState, LABEL_BYTES,
 };

@@ -1,6 +1,8 @@
 //! The scheduler's input: what the coordinator knows about the fleet, the identities and the jobs at
 //! one instant. Built by the reconcile loop from the store; never read from a clock or a disk here.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// Bytes stored per label (post.md §1.1).
@@ -183,7 +185,16 @@ pub struct FileState {
     pub labels_total: u64,
     /// Contiguous labels on disk from the file's start (postcli's resumption point).
     pub labels_done: u64,
-    pub placement: Option<Placement>,
+    pub placement: Option<FileLocation>,
+}
+
+/// The disk a file lives on. The strings are shared (`Arc<str>`): a fleet's hundreds of thousands
+/// of files name only a few thousand disks, and a snapshot is cloned from the reconcile loop's
+/// cache every pass.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FileLocation {
+    pub worker_id: Arc<str>,
+    pub disk_id: Arc<str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -280,6 +291,15 @@ pub struct SchedulerConfig {
     pub default_randomx_hashes_per_s: f64,
     /// Identities whose layout has more files than this are reported, not planned.
     pub max_files_per_identity: u64,
+    /// Files one plan places at most (whole identities; at least one identity per plan). The
+    /// rest wait for the next plans: a new fleet of 10,000 identities is placed in a few passes of
+    /// bounded memory and duration rather than one pass of 640,000 placements.
+    #[serde(default = "default_max_files_placed_per_plan")]
+    pub max_files_placed_per_plan: u64,
+}
+
+fn default_max_files_placed_per_plan() -> u64 {
+    65_536
 }
 
 impl Default for SchedulerConfig {
@@ -299,6 +319,7 @@ impl Default for SchedulerConfig {
             default_proving_mib_s_per_16_nonces: 1500.0,
             default_randomx_hashes_per_s: 500.0,
             max_files_per_identity: 1 << 20,
+            max_files_placed_per_plan: default_max_files_placed_per_plan(),
         }
     }
 }

@@ -74,6 +74,7 @@ pub(crate) fn place(idx: &Index, out: &mut Plan) -> NewPlacements {
         .collect();
 
     let mut decisions: Vec<(usize, PlacementDecision)> = Vec::new();
+    let mut placed_files: u64 = 0;
     for i in idx.init_order() {
         let ident = &idx.idents[i];
         let needed: Vec<(u32, u64)> = ident
@@ -85,6 +86,10 @@ pub(crate) fn place(idx: &Index, out: &mut Plan) -> NewPlacements {
             .collect();
         if needed.is_empty() {
             continue;
+        }
+        if !decisions.is_empty() && placed_files + needed.len() as u64 > idx.cfg.max_files_placed_per_plan {
+            // Enough for one plan; the rest are placed by the next ones (not "unplaced").
+            break;
         }
         let files = u32::try_from(needed.len()).unwrap_or(u32::MAX);
         let unplaced = |reason| Unplaced {
@@ -163,6 +168,7 @@ pub(crate) fn place(idx: &Index, out: &mut Plan) -> NewPlacements {
             });
         }
         newp.files[i] = mine;
+        placed_files += needed.len() as u64;
         decisions.push((
             i,
             PlacementDecision {

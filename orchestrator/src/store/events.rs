@@ -78,7 +78,7 @@ impl Store {
     pub async fn prune_events(&self, before: i64) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM events WHERE created_at < $1")
             .bind(before)
-            .execute(self.pool())
+            .execute(self.writer())
             .await
             .map_err(StoreError::map("prune events"))?;
         Ok(done.rows_affected())

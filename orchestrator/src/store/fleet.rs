@@ -29,6 +29,21 @@ where
     Ok((sql::text_enum(row, name)?, sql::u64_col(row, "n")?))
 }
 
+/// Decodes an `init_ranges` row with its identity.
+fn range_row(row: &AnyRow) -> Result<(Uuid, InitRange), StoreError> {
+    Ok((
+        sql::uuid(row, "identity_id")?,
+        InitRange {
+            file_index: sql::u64_col(row, "file_index")?,
+            start_label: sql::u64_col(row, "start_label")?,
+            end_label: sql::u64_col(row, "end_label")?,
+            job_id: sql::uuid(row, "job_id")?,
+            fencing_token: col(row, "fencing_token")?,
+            updated_at: col(row, "updated_at")?,
+        },
+    ))
+}
+
 impl Store {
     /// Every queued or leased job (the live work of the fleet), in no particular order.
     pub async fn list_live_jobs(&self) -> Result<Vec<Job>, StoreError> {
@@ -106,6 +121,64 @@ impl Store {
         })
     }
 
+    /// Every identity's id and files revision (bumped by triggers in the same transaction as any
+    /// change of its file rows or recorded init ranges; migration 0002).
+    pub async fn list_identity_file_revs(&self) -> Result<Vec<(Uuid, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT id, files_rev FROM identities")
+            .fetch_all(self.pool())
+            .await
+            .map_err(StoreError::map("list identity file revisions"))?;
+        decode_all(rows, |row| Ok((sql::uuid(row, "id")?, col(row, "files_rev")?)))
+    }
+
+    /// The file rows (`labels_done` left 0: see [`Store::list_init_ranges_of`]) and the recorded
+    /// init ranges of the given identities, a few hundred identities per statement. Returns
+    /// (files by (identity, index), ranges by (identity, start)).
+    pub async fn list_files_and_ranges_of(
+        &self,
+        identities: &[Uuid],
+    ) -> Result<(Vec<IdentityFile>, Vec<(Uuid, InitRange)>), StoreError> {
+        let mut files = Vec::new();
+        let mut ranges = Vec::new();
+        for chunk in identities.chunks(CHUNK) {
+            let mut b = Built::new("");
+            let ids: Vec<String> = chunk.iter().map(|i| b.arg(Arg::Text(i.to_string()))).collect();
+            let ids = ids.join(", ");
+            b.sql = format!(
+                "SELECT identity_id, file_index, worker_id, disk_id, path, state, updated_at \
+                 FROM identity_files WHERE identity_id IN ({ids}) ORDER BY identity_id, file_index"
+            );
+            let rows = b
+                .query()
+                .fetch_all(self.pool())
+                .await
+                .map_err(StoreError::map("list identity files"))?;
+            files.extend(decode_all(rows, |row| {
+                Ok(IdentityFile {
+                    identity_id: sql::uuid(row, "identity_id")?,
+                    file_index: sql::u64_col(row, "file_index")?,
+                    worker_id: sql::opt_uuid(row, "worker_id")?,
+                    disk_id: col(row, "disk_id")?,
+                    path: None,
+                    state: sql::text_enum(row, "state")?,
+                    labels_done: 0,
+                    updated_at: col(row, "updated_at")?,
+                })
+            })?);
+            b.sql = format!(
+                "SELECT identity_id, file_index, start_label, end_label, job_id, fencing_token, updated_at \
+                 FROM init_ranges WHERE identity_id IN ({ids}) ORDER BY identity_id, start_label"
+            );
+            let rows = b
+                .query()
+                .fetch_all(self.pool())
+                .await
+                .map_err(StoreError::map("list init ranges"))?;
+            ranges.extend(decode_all(rows, range_row)?);
+        }
+        Ok((files, ranges))
+    }
+
     /// The recorded runs of done labels of every identity, by (identity, start).
     pub async fn list_all_init_ranges(&self) -> Result<Vec<(Uuid, InitRange)>, StoreError> {
         let rows = sqlx::query(
@@ -115,19 +188,7 @@ impl Store {
         .fetch_all(self.pool())
         .await
         .map_err(StoreError::map("list all init ranges"))?;
-        decode_all(rows, |row| {
-            Ok((
-                sql::uuid(row, "identity_id")?,
-                InitRange {
-                    file_index: sql::u64_col(row, "file_index")?,
-                    start_label: sql::u64_col(row, "start_label")?,
-                    end_label: sql::u64_col(row, "end_label")?,
-                    job_id: sql::uuid(row, "job_id")?,
-                    fencing_token: col(row, "fencing_token")?,
-                    updated_at: col(row, "updated_at")?,
-                },
-            ))
-        })
+        decode_all(rows, range_row)
     }
 
     /// Places files `(file index, disk id)` of one identity on disks of `worker_id`, in one

@@ -77,7 +77,7 @@ impl Store {
         .bind(new.coinbase.as_deref())
         .bind(IdentityState::Created.as_str())
         .bind(now)
-        .fetch_one(self.pool())
+        .fetch_one(self.writer())
         .await
         .map_err(StoreError::map("create identity"))?;
         from_row(&row)
@@ -141,7 +141,7 @@ impl Store {
             .bind(state.as_str())
             .bind(now)
             .bind(exp.as_str())
-            .fetch_optional(self.pool())
+            .fetch_optional(self.writer())
             .await
             .map_err(StoreError::map(op))?,
             None => sqlx::query(&format!(
@@ -150,7 +150,7 @@ impl Store {
             .bind(id.to_string())
             .bind(state.as_str())
             .bind(now)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.writer())
             .await
             .map_err(StoreError::map(op))?,
         };

@@ -66,10 +66,55 @@ impl Store {
         .bind(new.priority)
         .bind(new.not_before)
         .bind(now)
-        .fetch_one(self.pool())
+        .fetch_one(self.writer())
         .await
         .map_err(StoreError::map("enqueue job"))?;
         from_row(&row)
+    }
+
+    /// Queues many jobs in one write transaction (the reconcile loop's way: one lock acquisition
+    /// instead of one per job, which under load spent seconds waiting for SQLite's write lock).
+    /// A job whose `key` is already used by a queued or leased job is skipped (`None` in its
+    /// place). Any other failure (an unknown identity or worker, `max_attempts` 0) fails the
+    /// whole batch and writes nothing; the caller may then queue the jobs one by one.
+    pub async fn enqueue_jobs(&self, new: &[NewJob], now: i64) -> Result<Vec<Option<Job>>, StoreError> {
+        const OP: &str = "enqueue jobs";
+        if let Some(bad) = new.iter().find(|n| n.max_attempts == 0) {
+            return Err(StoreError::invalid(
+                "max_attempts",
+                format!("must be at least 1 (job key {:?})", bad.key),
+            ));
+        }
+        let mut out = Vec::with_capacity(new.len());
+        if new.is_empty() {
+            return Ok(out);
+        }
+        let mut tx = self.begin_write(OP).await?;
+        let sql = format!(
+            "INSERT INTO jobs (id, kind, identity_id, job_key, payload, state, assigned_worker_id, \
+             max_attempts, priority, not_before, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, $10) \
+             ON CONFLICT DO NOTHING RETURNING {COLS}"
+        );
+        for n in new {
+            let row = sqlx::query(&sql)
+                .bind(Uuid::new_v4().to_string())
+                .bind(n.kind.as_str())
+                .bind(n.identity_id.to_string())
+                .bind(n.key.as_deref())
+                .bind(sql::json_text(&n.payload))
+                .bind(n.assigned_worker_id.map(|w| w.to_string()))
+                .bind(i64::from(n.max_attempts))
+                .bind(n.priority)
+                .bind(n.not_before)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(StoreError::map(OP))?;
+            out.push(row.as_ref().map(from_row).transpose()?);
+        }
+        tx.commit().await.map_err(StoreError::map(OP))?;
+        Ok(out)
     }
 
     pub async fn get_job(&self, id: Uuid) -> Result<Job, StoreError> {
@@ -220,7 +265,7 @@ impl Store {
         .bind(now.saturating_add(lease_ms))
         .bind(progress.map(sql::json_text))
         .bind(now)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.writer())
         .await
         .map_err(StoreError::map("renew lease"))?;
         self.leased_row(row, job_id, worker_id, fencing_token).await
@@ -244,7 +289,7 @@ impl Store {
         .bind(fencing_token)
         .bind(sql::json_text(result))
         .bind(now)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.writer())
         .await
         .map_err(StoreError::map("complete job"))?;
         self.leased_row(row, job_id, worker_id, fencing_token).await
@@ -274,7 +319,7 @@ impl Store {
         .bind(failure.retry_at.unwrap_or(now))
         .bind(failure.error.as_str())
         .bind(now)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.writer())
         .await
         .map_err(StoreError::map("fail job"))?;
         self.leased_row(row, job_id, worker_id, fencing_token).await
@@ -318,7 +363,7 @@ impl Store {
              RETURNING id, worker_id, state",
         )
         .bind(now)
-        .fetch_all(self.pool())
+        .fetch_all(self.writer())
         .await
         .map_err(StoreError::map("expire leases"))?;
         decode_all(rows, |r| {
@@ -339,7 +384,7 @@ impl Store {
         ))
         .bind(job_id.to_string())
         .bind(now)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.writer())
         .await
         .map_err(StoreError::map("cancel job"))?;
         self.transitioned(row, job_id, "cancel job", "cancelled").await
@@ -354,7 +399,7 @@ impl Store {
         ))
         .bind(job_id.to_string())
         .bind(now)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.writer())
         .await
         .map_err(StoreError::map("retry job"))?;
         self.transitioned(row, job_id, "retry job", "retried").await
@@ -374,7 +419,7 @@ impl Store {
         .bind(job_id.to_string())
         .bind(worker_id.map(|w| w.to_string()))
         .bind(now)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.writer())
         .await
         .map_err(StoreError::map("assign job"))?;
         self.transitioned(row, job_id, "assign job", "assigned").await

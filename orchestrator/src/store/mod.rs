@@ -94,6 +94,8 @@ pub struct Store {
 
 struct Inner {
     pool: AnyPool,
+    /// SQLite: the one connection that writes (see [`Store::writer`]).
+    writer: Option<AnyPool>,
     backend: Backend,
     target: String,
     lock: Option<CoordinatorLock>,
@@ -175,30 +177,44 @@ impl Store {
                 Backend::Postgres => 16,
             })
         };
-        let mut pool_opts = AnyPoolOptions::new()
-            .max_connections(max.max(1))
-            .acquire_timeout(opts.acquire_timeout);
-        if in_memory {
-            // Every new connection would be a new empty database: keep the one forever.
-            pool_opts = pool_opts.min_connections(1).idle_timeout(None).max_lifetime(None);
-        }
-        if backend == Backend::Sqlite {
-            let busy_ms = opts.busy_timeout.as_millis();
-            pool_opts = pool_opts.after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    conn.execute(format!("PRAGMA busy_timeout = {busy_ms}").as_str())
-                        .await?;
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA synchronous = NORMAL").await?;
-                    conn.execute("PRAGMA foreign_keys = ON").await?;
-                    Ok(())
-                })
-            });
-        }
-        let pool = pool_opts.connect(url).await.map_err(|e| StoreError::Connect {
+        let busy_ms = opts.busy_timeout.as_millis();
+        let acquire_timeout = opts.acquire_timeout;
+        let pool_options = |max: u32| {
+            let mut pool_opts = AnyPoolOptions::new()
+                .max_connections(max.max(1))
+                .acquire_timeout(acquire_timeout);
+            if in_memory {
+                // Every new connection would be a new empty database: keep the one forever.
+                pool_opts = pool_opts.min_connections(1).idle_timeout(None).max_lifetime(None);
+            }
+            if backend == Backend::Sqlite {
+                pool_opts = pool_opts.after_connect(move |conn, _meta| {
+                    Box::pin(async move {
+                        conn.execute(format!("PRAGMA busy_timeout = {busy_ms}").as_str())
+                            .await?;
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        Ok(())
+                    })
+                });
+            }
+            pool_opts
+        };
+        let pool = pool_options(max).connect(url).await.map_err(|e| StoreError::Connect {
             target: target.clone(),
             source: e,
         })?;
+        // SQLite has one writer at a time: give writes their own one-connection pool (see
+        // `Store::writer`). An in-memory database has a single connection already.
+        let writer = if backend == Backend::Sqlite && !in_memory {
+            Some(pool_options(1).connect(url).await.map_err(|e| StoreError::Connect {
+                target: target.clone(),
+                source: e,
+            })?)
+        } else {
+            None
+        };
 
         let migrator = match backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
@@ -217,6 +233,9 @@ impl Store {
                 }
                 Err(e) => {
                     pool.close().await;
+                    if let Some(w) = &writer {
+                        w.close().await;
+                    }
                     return Err(StoreError::Migrate { target, source: e });
                 }
             }
@@ -225,6 +244,7 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 pool,
+                writer,
                 backend,
                 target,
                 lock,
@@ -261,6 +281,9 @@ impl Store {
     pub async fn close(self) {
         if let Ok(inner) = Arc::try_unwrap(self.inner) {
             inner.pool.close().await;
+            if let Some(w) = &inner.writer {
+                w.close().await;
+            }
             if let Some(lock) = inner.lock {
                 lock.release().await;
             }
@@ -271,13 +294,21 @@ impl Store {
         &self.inner.pool
     }
 
+    /// Where statements that write go. On SQLite a pool of one connection: writers queue here
+    /// (fair, asynchronous) instead of in SQLite's busy handler, which sleeps in steps of up to
+    /// 100 ms and turned a busy coordinator's write latency into hundreds of milliseconds. On
+    /// PostgreSQL the one pool.
+    pub(crate) fn writer(&self) -> &AnyPool {
+        self.inner.writer.as_ref().unwrap_or(&self.inner.pool)
+    }
+
     /// A transaction that will write: on SQLite it holds the write lock from its first statement.
     pub(crate) async fn begin_write(
         &self,
         op: &'static str,
     ) -> Result<Transaction<'static, Any>, StoreError> {
         let tx = match self.inner.backend {
-            Backend::Sqlite => self.inner.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Sqlite => self.writer().begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => self.inner.pool.begin().await,
         };
         tx.map_err(StoreError::map(op))

@@ -84,7 +84,7 @@ impl Store {
         .bind(placement.path.as_deref())
         .bind(placement.state.as_str())
         .bind(now)
-        .execute(self.pool())
+        .execute(self.writer())
         .await
         .map_err(StoreError::map(op))?;
         let row = sqlx::query(&format!(

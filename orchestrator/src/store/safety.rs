@@ -92,7 +92,7 @@ impl Store {
                 Ok(answer)
             }
             Backend::Sqlite => {
-                let mut conn = self.pool().acquire().await.map_err(StoreError::map(op))?;
+                let mut conn = self.writer().acquire().await.map_err(StoreError::map(op))?;
                 sqlx::query("PRAGMA synchronous = FULL")
                     .execute(&mut *conn)
                     .await

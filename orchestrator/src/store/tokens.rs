@@ -35,7 +35,7 @@ impl Store {
         .bind(new.role.as_str())
         .bind(hex::encode(new.token_hash))
         .bind(now)
-        .fetch_one(self.pool())
+        .fetch_one(self.writer())
         .await
         .map_err(StoreError::map("create API token"))?;
         from_row(&row)
@@ -69,7 +69,7 @@ impl Store {
         ))
         .bind(id.to_string())
         .bind(now)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.writer())
         .await
         .map_err(StoreError::map("revoke API token"))?;
         match row {

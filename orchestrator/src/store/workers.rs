@@ -98,7 +98,7 @@ impl Store {
         .bind(id.to_string())
         .bind(now)
         .bind(capabilities.map(sql::json_text))
-        .fetch_optional(self.pool())
+        .fetch_optional(self.writer())
         .await
         .map_err(StoreError::map("heartbeat"))?;
         match row {
@@ -112,6 +112,36 @@ impl Store {
                 ))
             }
         }
+    }
+
+    /// Writes heartbeat times `(worker, unix ms)` collected in memory (see `crate::liveness`), in
+    /// one transaction of a few statements. Only the time moves: states are changed by
+    /// [`Store::heartbeat`] (an offline worker coming back) and the routes that own them. A
+    /// removed or unknown worker is skipped.
+    pub async fn record_heartbeats(&self, beats: &[(Uuid, i64)]) -> Result<(), StoreError> {
+        const OP: &str = "record heartbeats";
+        if beats.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write(OP).await?;
+        for chunk in beats.chunks(250) {
+            let mut b = sql::Built::new("");
+            let mut cases = String::with_capacity(chunk.len() * 24);
+            let mut ids = Vec::with_capacity(chunk.len());
+            for (id, at) in chunk {
+                let i = b.arg(sql::Arg::Text(id.to_string()));
+                let t = b.arg(sql::Arg::Int(*at));
+                cases.push_str(&format!(" WHEN {i} THEN {t}"));
+                ids.push(i);
+            }
+            b.sql = format!(
+                "UPDATE workers SET last_heartbeat_at = CASE id{cases} END \
+                 WHERE id IN ({}) AND state <> 'removed'",
+                ids.join(", ")
+            );
+            b.query().execute(&mut *tx).await.map_err(StoreError::map(OP))?;
+        }
+        tx.commit().await.map_err(StoreError::map(OP))
     }
 
     /// Sets a worker's state. `removed` is final: leaving it is an `InvalidTransition`.
@@ -128,7 +158,7 @@ impl Store {
         .bind(id.to_string())
         .bind(state.as_str())
         .bind(now)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.writer())
         .await
         .map_err(StoreError::map("set worker state"))?;
         match row {
@@ -159,7 +189,7 @@ impl Store {
         )
         .bind(stale_before)
         .bind(now)
-        .fetch_all(self.pool())
+        .fetch_all(self.writer())
         .await
         .map_err(StoreError::map("mark stale workers offline"))?;
         decode_all(rows, |r| sql::uuid(r, "id"))
@@ -177,7 +207,7 @@ impl Store {
         .bind(new.role.as_str())
         .bind(new.expires_at)
         .bind(now)
-        .fetch_one(self.pool())
+        .fetch_one(self.writer())
         .await
         .map_err(StoreError::map("create join token"))?;
         token_from_row(&row)
@@ -198,7 +228,7 @@ impl Store {
     pub async fn delete_join_token(&self, id: Uuid) -> Result<(), StoreError> {
         let done = sqlx::query("DELETE FROM join_tokens WHERE id = $1 AND used_at IS NULL")
             .bind(id.to_string())
-            .execute(self.pool())
+            .execute(self.writer())
             .await
             .map_err(StoreError::map("delete join token"))?;
         if done.rows_affected() == 0 {

@@ -14,7 +14,7 @@ use post::data::{file_name, Layout};
 use post::metadata::PostMetadata;
 use protocol::{IdentityParams, RangeDone};
 
-use super::ExecError;
+use super::{parse32, ExecError};
 
 /// One init job, resolved to a directory on this rig.
 #[derive(Debug, Clone)]
@@ -36,13 +36,6 @@ pub struct InitOutcome {
     pub labels_written: u64,
     /// The best VRF-nonce candidate of the range, if any label qualified.
     pub best: Option<VrfCandidate>,
-}
-
-fn parse32(field: &str, s: &str) -> Result<[u8; 32], ExecError> {
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(s, &mut out)
-        .map_err(|_| ExecError::Invalid(format!("{field} is not 64 hex digits")))?;
-    Ok(out)
 }
 
 /// The metadata every directory of the identity carries (so the official tools can read it).

@@ -3,6 +3,13 @@
 //! tell the coordinator exactly what is on disk.
 
 pub mod init;
+pub mod k2pow;
+pub mod prove;
+pub mod verify;
+
+use post::pow::{PowError, RandomXMode};
+use post::proof::ProofConfig;
+use post::prove::ProveError;
 
 /// Why an executor stopped without finishing.
 #[derive(Debug, thiserror::Error)]
@@ -24,11 +31,100 @@ pub enum ExecError {
     Backend(#[from] post::backend::BackendError),
     #[error("PoST metadata: {0}")]
     Metadata(String),
+    /// The k2pow search or check failed.
+    #[error("k2pow: {0}")]
+    Pow(PowError),
+    /// The proving pass failed (missing or short data files, read errors).
+    #[error("proving: {0}")]
+    Prove(ProveError),
+    /// The executor's thread ended without a result (a bug; another attempt may not hit it).
+    #[error("the executor panicked")]
+    Panicked,
+}
+
+impl From<PowError> for ExecError {
+    fn from(e: PowError) -> Self {
+        match e {
+            PowError::Stopped { .. } => ExecError::Stopped,
+            e => ExecError::Pow(e),
+        }
+    }
+}
+
+impl From<ProveError> for ExecError {
+    fn from(e: ProveError) -> Self {
+        match e {
+            ProveError::Stopped { .. } => ExecError::Stopped,
+            e => ExecError::Prove(e),
+        }
+    }
 }
 
 impl ExecError {
-    /// Whether another attempt may succeed (I/O errors and device faults may; bad input not).
+    /// Whether another attempt may succeed. I/O errors, device faults and RandomX failures may;
+    /// bad input, a pow that does not verify, and identity data that is missing or of the wrong
+    /// size (it must be initialized again first) do not.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, ExecError::Invalid(_))
+        match self {
+            ExecError::Invalid(_) => false,
+            ExecError::Pow(e) => matches!(e, PowError::RandomX(_) | PowError::Other(_)),
+            ExecError::Prove(e) => matches!(
+                e,
+                ProveError::Io { .. } | ProveError::ThreadPool(_) | ProveError::Pow { .. }
+            ),
+            _ => true,
+        }
     }
+}
+
+/// What the executors need beyond the job: the network's proof parameters and how to run
+/// RandomX. The coordinator does not send these (yet), so they are the worker's configuration
+/// and must match the coordinator's (mainnet by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecConfig {
+    /// K1, K2 and the k2pow difficulty per space unit.
+    pub proof: ProofConfig,
+    /// RandomX for k2pow: `Fast` (2 GiB dataset, built once, fast hashes) in production;
+    /// `Light` for tests and small machines. The same pows either way.
+    pub randomx_mode: RandomXMode,
+    /// Try large pages for RandomX first.
+    pub large_pages: bool,
+    /// Verify jobs re-derive this many labels per aligned chunk of
+    /// [`verify::VERIFY_CHUNK`] labels (a contiguous run at a pseudo-random place); at least 1,
+    /// at most the chunk (every label).
+    pub verify_sample_per_chunk: u64,
+}
+
+impl Default for ExecConfig {
+    fn default() -> Self {
+        Self {
+            proof: ProofConfig::MAINNET,
+            randomx_mode: RandomXMode::Fast,
+            large_pages: false,
+            verify_sample_per_chunk: 16,
+        }
+    }
+}
+
+/// 64 hex digits to 32 bytes; `field` names the value in the error.
+pub fn parse32(field: &str, s: &str) -> Result<[u8; 32], ExecError> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s, &mut out)
+        .map_err(|_| ExecError::Invalid(format!("{field} is not 64 hex digits")))?;
+    Ok(out)
+}
+
+/// The directory of an identity on one of this rig's disks.
+pub fn identity_dir(disk: &protocol::DiskInfo, node_id: &str) -> std::path::PathBuf {
+    std::path::Path::new(&disk.mount).join("smeshfleet").join(node_id)
+}
+
+/// The `checkpoint` of a leased job's last progress report (`LeasedJob.progress.checkpoint`),
+/// as `T`; `None` when absent or not of that shape (then the job starts over).
+pub fn checkpoint<T: serde::de::DeserializeOwned>(progress: Option<&serde_json::Value>) -> Option<T> {
+    let c = progress?.get("checkpoint")?;
+    if c.is_null() {
+        return None;
+    }
+    serde_json::from_value(c.clone()).ok()
 }
