@@ -48,6 +48,13 @@ pub(crate) struct CachedFiles {
     pub detached: Vec<Run>,
 }
 
+impl CachedFiles {
+    /// Every recorded label of the identity (the store's `labels_done`).
+    pub fn labels_recorded(&self) -> u64 {
+        self.runs.iter().map(|r| r.end - r.start).sum()
+    }
+}
+
 /// What one refresh did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FileCacheStats {

@@ -27,7 +27,7 @@ use crate::metrics::{JobLabels, Metrics, StateLabel};
 use crate::scheduler::{self, Plan, SchedulerConfig, Snapshot};
 use crate::store::{self, Store, StoreError, StoreErrorKind};
 
-pub use apply::{apply_plan, ApplyReport};
+pub use apply::{apply_plan, apply_plan_with, ApplyReport, InitProgress};
 pub use files::{FileCache, FileCacheStats};
 pub use snapshot::{build_snapshot, build_snapshot_cached};
 
@@ -250,11 +250,12 @@ pub async fn reconcile_cached(
     let mut snapshot = build_snapshot_cached(store, cache, now_ms, inputs, cfg).await?;
     snapshot.config = cfg.scheduler.clone();
     let snapshot_ms = t.elapsed().as_millis() as u64;
+    let lifecycle = init_progress(&snapshot, cache);
     let t = std::time::Instant::now();
     let plan = plan_off_runtime(snapshot).await?;
     let plan_ms = t.elapsed().as_millis() as u64;
     let t = std::time::Instant::now();
-    let mut report = apply_plan(store, &plan, inputs, now_ms).await?;
+    let mut report = apply_plan_with(store, &plan, inputs, Some(&lifecycle), now_ms).await?;
     report.leases_expired = expired.len() as u64;
     report.workers_offline = offline.len() as u64;
     let apply_ms = t.elapsed().as_millis() as u64;
@@ -268,6 +269,42 @@ pub async fn reconcile_cached(
         "reconcile pass steps"
     );
     Ok((plan, report))
+}
+
+/// The identities of `snapshot` still being initialized, with their recorded labels from `cache`
+/// and whether a live init job holds some of their work.
+fn init_progress(snapshot: &Snapshot, cache: &FileCache) -> Vec<InitProgress> {
+    let with_jobs: std::collections::HashSet<&str> = snapshot
+        .jobs
+        .iter()
+        .filter(|j| {
+            matches!(j.kind, scheduler::JobKind::Init { .. })
+                && matches!(
+                    j.state,
+                    scheduler::JobStatus::Queued | scheduler::JobStatus::Leased | scheduler::JobStatus::Running
+                )
+        })
+        .map(|j| j.identity_id.as_str())
+        .collect();
+    snapshot
+        .identities
+        .iter()
+        .filter_map(|i| {
+            let state = match i.state {
+                scheduler::IdentityPhase::Created => store::IdentityState::Created,
+                scheduler::IdentityPhase::Initializing => store::IdentityState::Initializing,
+                _ => return None,
+            };
+            let id = Uuid::parse_str(&i.id).ok()?;
+            Some(InitProgress {
+                id,
+                state,
+                labels_done: cache.get(&id).map_or(0, |c| c.labels_recorded()),
+                labels_total: u64::from(i.num_units).saturating_mul(i.labels_per_unit),
+                has_init_job: with_jobs.contains(i.id.as_str()),
+            })
+        })
+        .collect()
 }
 
 /// Plans on the blocking pool: planning a large fleet takes a CPU for a while.
