@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::store::{Store, StoreError, WorkerState};
@@ -28,10 +29,31 @@ pub struct Liveness {
     inner: Mutex<Inner>,
 }
 
+/// One worker's heartbeat not yet written.
+#[derive(Debug, Clone, PartialEq)]
+struct Pending {
+    at: i64,
+    capabilities: Option<Value>,
+}
+
+impl Pending {
+    /// Keeps the latest time and the newest capabilities of both.
+    fn merge(&mut self, other: Pending) {
+        if other.at >= self.at {
+            self.at = other.at;
+            if other.capabilities.is_some() {
+                self.capabilities = other.capabilities;
+            }
+        } else if self.capabilities.is_none() {
+            self.capabilities = other.capabilities;
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
-    /// Heartbeat times not yet written, by worker.
-    pending: HashMap<Uuid, i64>,
+    /// Heartbeat times (and capabilities) not yet written, by worker.
+    pending: HashMap<Uuid, Pending>,
     /// Known states (as in the store, plus pending heartbeats), by worker.
     states: HashMap<Uuid, WorkerState>,
     /// Fingerprint of each worker's devices, to tell a change of devices from a change of free
@@ -69,14 +91,33 @@ impl Liveness {
 
     /// Records a heartbeat at `now` to be written by the next flush.
     pub fn beat(&self, worker: Uuid, now: i64) {
+        self.add(worker, Pending {
+            at: now,
+            capabilities: None,
+        });
+    }
+
+    /// Records a heartbeat with new capabilities (already validated) for the next flush.
+    pub fn beat_with_capabilities(&self, worker: Uuid, now: i64, capabilities: Value) {
+        self.add(worker, Pending {
+            at: now,
+            capabilities: Some(capabilities),
+        });
+    }
+
+    fn add(&self, worker: Uuid, p: Pending) {
         let mut g = self.lock();
-        let t = g.pending.entry(worker).or_insert(now);
-        *t = (*t).max(now);
+        match g.pending.get_mut(&worker) {
+            Some(old) => old.merge(p),
+            None => {
+                g.pending.insert(worker, p);
+            }
+        }
     }
 
     /// The latest heartbeat time not yet written, if any (for API views between flushes).
     pub fn pending_since(&self, worker: Uuid) -> Option<i64> {
-        self.lock().pending.get(&worker).copied()
+        self.lock().pending.get(&worker).map(|p| p.at)
     }
 
     /// Replaces the device fingerprint of `worker`; returns whether it changed (or was unknown).
@@ -84,23 +125,26 @@ impl Liveness {
         self.lock().shapes.insert(worker, shape) != Some(shape)
     }
 
-    /// Writes every pending heartbeat time in one transaction. On failure the times are put back
-    /// (unless newer ones arrived) and the error returned. Returns how many were written.
+    /// Writes every pending heartbeat (time, and capabilities where new) in one transaction. On
+    /// failure they are put back (merged with newer ones) and the error returned. Returns how many
+    /// workers were written.
     pub async fn flush(&self, store: &Store) -> Result<usize, StoreError> {
-        let batch: Vec<(Uuid, i64)> = {
+        let batch: Vec<(Uuid, Pending)> = {
             let mut g = self.lock();
             if g.pending.is_empty() {
                 return Ok(0);
             }
             g.pending.drain().collect()
         };
-        match store.record_heartbeats(&batch).await {
+        let beats: Vec<(Uuid, i64, Option<&Value>)> = batch
+            .iter()
+            .map(|(w, p)| (*w, p.at, p.capabilities.as_ref()))
+            .collect();
+        match store.record_heartbeats(&beats).await {
             Ok(()) => Ok(batch.len()),
             Err(e) => {
-                let mut g = self.lock();
-                for (w, t) in batch {
-                    let p = g.pending.entry(w).or_insert(t);
-                    *p = (*p).max(t);
+                for (w, p) in batch {
+                    self.add(w, p);
                 }
                 Err(e)
             }
@@ -116,9 +160,15 @@ mod tests {
     fn beats_keep_the_latest_time_and_shapes_report_changes() {
         let l = Liveness::new();
         let w = Uuid::new_v4();
-        l.beat(w, 10);
+        l.beat_with_capabilities(w, 10, serde_json::json!({"a": 1}));
         l.beat(w, 5);
         assert_eq!(l.pending_since(w), Some(10));
+        l.beat(w, 12);
+        assert_eq!(
+            l.lock().pending.get(&w).and_then(|p| p.capabilities.clone()),
+            Some(serde_json::json!({"a": 1})),
+            "a later beat without capabilities keeps the newest ones"
+        );
         assert!(l.shape_changed(w, 1));
         assert!(!l.shape_changed(w, 1));
         assert!(l.shape_changed(w, 2));

@@ -882,8 +882,27 @@ async fn heartbeats_are_batched_and_an_offline_worker_comes_back() {
         .call(Method::GET, &format!("/api/v1/workers/{w}"), Some(ADMIN), None)
         .await;
     assert_eq!(r.body["last_heartbeat_at"], json!(beat), "{}", r.text);
+    // New capabilities wait for the same batch.
+    let r = e
+        .call(
+            Method::POST,
+            "/api/v1/worker/heartbeat",
+            Some(&c),
+            Some(json!({"capabilities": {"hostname": "renamed-host"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let beat = liveness.pending_since(wid).expect("held in memory");
+    assert_ne!(
+        e.store.get_worker(wid).await.expect("worker").capabilities["hostname"],
+        "renamed-host"
+    );
     assert_eq!(liveness.flush(&e.store).await.expect("flush"), 1);
     assert_eq!(liveness.pending_since(wid), None);
+    assert_eq!(
+        e.store.get_worker(wid).await.expect("worker").capabilities["hostname"],
+        "renamed-host"
+    );
     assert_eq!(
         e.store.get_worker(wid).await.expect("worker").last_heartbeat_at,
         Some(beat)

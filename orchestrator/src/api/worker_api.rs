@@ -123,10 +123,14 @@ pub async fn heartbeat(
             s
         }
     };
-    // The common case costs no database write: the time is written with the next batch (see
-    // `crate::liveness`). A worker coming back, or one with news of its devices, is written now.
-    let current = if caps.is_none() && matches!(known, WorkerState::Online | WorkerState::Draining) {
-        live.beat(id, now);
+    // The common case costs no database write: the time (and new capabilities) are written with
+    // the next batch, before the next reconcile pass reads them (see `crate::liveness`). A worker
+    // coming back from offline is written now.
+    let current = if matches!(known, WorkerState::Online | WorkerState::Draining) {
+        match caps {
+            Some(c) => live.beat_with_capabilities(id, now, c),
+            None => live.beat(id, now),
+        }
         known
     } else {
         let w = state.store().heartbeat(id, now, caps.as_ref()).await?;

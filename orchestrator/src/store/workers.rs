@@ -114,11 +114,11 @@ impl Store {
         }
     }
 
-    /// Writes heartbeat times `(worker, unix ms)` collected in memory (see `crate::liveness`), in
-    /// one transaction of a few statements. Only the time moves: states are changed by
-    /// [`Store::heartbeat`] (an offline worker coming back) and the routes that own them. A
-    /// removed or unknown worker is skipped.
-    pub async fn record_heartbeats(&self, beats: &[(Uuid, i64)]) -> Result<(), StoreError> {
+    /// Writes heartbeats `(worker, unix ms, new capabilities)` collected in memory (see
+    /// `crate::liveness`), in one transaction of a few statements. Only the time and the
+    /// capabilities move: states are changed by [`Store::heartbeat`] (an offline worker coming
+    /// back) and the routes that own them. A removed or unknown worker is skipped.
+    pub async fn record_heartbeats(&self, beats: &[(Uuid, i64, Option<&Value>)]) -> Result<(), StoreError> {
         const OP: &str = "record heartbeats";
         if beats.is_empty() {
             return Ok(());
@@ -128,7 +128,7 @@ impl Store {
             let mut b = sql::Built::new("");
             let mut cases = String::with_capacity(chunk.len() * 24);
             let mut ids = Vec::with_capacity(chunk.len());
-            for (id, at) in chunk {
+            for (id, at, _) in chunk {
                 let i = b.arg(sql::Arg::Text(id.to_string()));
                 let t = b.arg(sql::Arg::Int(*at));
                 cases.push_str(&format!(" WHEN {i} THEN {t}"));
@@ -140,6 +140,16 @@ impl Store {
                 ids.join(", ")
             );
             b.query().execute(&mut *tx).await.map_err(StoreError::map(OP))?;
+        }
+        for (id, _, caps) in beats {
+            if let Some(caps) = caps {
+                sqlx::query("UPDATE workers SET capabilities = $2 WHERE id = $1 AND state <> 'removed'")
+                    .bind(id.to_string())
+                    .bind(sql::json_text(caps))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::map(OP))?;
+            }
         }
         tx.commit().await.map_err(StoreError::map(OP))
     }
