@@ -11,8 +11,8 @@
 use std::time::{Duration, Instant};
 
 use orchestrator::scheduler::{
-    apply, plan, CpuState, Device, DiskState, FileState, GpuState, GroupRange, IdentityPhase, IdentityState,
-    JobKind, JobState, JobStatus, FileLocation, LabelRange, Plan, ProvingNeed, SchedulerConfig, Snapshot,
+    apply, plan, CpuState, Device, DiskState, FileLocation, FileState, GpuState, GroupRange, IdentityPhase,
+    IdentityState, JobKind, JobState, JobStatus, LabelRange, Plan, ProvingNeed, SchedulerConfig, Snapshot,
     WorkerState,
 };
 use rand::rngs::StdRng;

@@ -68,7 +68,9 @@ impl Liveness {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock leaves plain maps behind: still usable.
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The cached state of `worker`, if known.
@@ -91,18 +93,24 @@ impl Liveness {
 
     /// Records a heartbeat at `now` to be written by the next flush.
     pub fn beat(&self, worker: Uuid, now: i64) {
-        self.add(worker, Pending {
-            at: now,
-            capabilities: None,
-        });
+        self.add(
+            worker,
+            Pending {
+                at: now,
+                capabilities: None,
+            },
+        );
     }
 
     /// Records a heartbeat with new capabilities (already validated) for the next flush.
     pub fn beat_with_capabilities(&self, worker: Uuid, now: i64, capabilities: Value) {
-        self.add(worker, Pending {
-            at: now,
-            capabilities: Some(capabilities),
-        });
+        self.add(
+            worker,
+            Pending {
+                at: now,
+                capabilities: Some(capabilities),
+            },
+        );
     }
 
     fn add(&self, worker: Uuid, p: Pending) {

@@ -52,6 +52,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "smeshfleet_device_labels_per_second",
     "smeshfleet_proof_duration_seconds",
     "smeshfleet_proofs_failed_total",
+    "smeshfleet_proofs_verified_total",
     "smeshfleet_lease_expiries_total",
     "smeshfleet_api_request_duration_seconds",
 ];
@@ -66,6 +67,8 @@ pub struct Metrics {
     pub device_labels_per_second: Family<DeviceLabels, Gauge<f64, AtomicU64>>,
     pub proof_duration: Histogram,
     pub proofs_failed: Counter,
+    /// Proofs the coordinator verified and stored.
+    pub proofs_verified: Counter,
     pub lease_expiries: Counter,
     pub api_latency: Family<ApiLabels, Histogram>,
 }
@@ -125,6 +128,12 @@ impl Metrics {
             "Proof jobs that failed",
             proofs_failed.clone(),
         );
+        let proofs_verified = Counter::default();
+        r.register(
+            "smeshfleet_proofs_verified",
+            "Proofs the coordinator verified and stored",
+            proofs_verified.clone(),
+        );
         let lease_expiries = Counter::default();
         r.register(
             "smeshfleet_lease_expiries",
@@ -149,6 +158,7 @@ impl Metrics {
             device_labels_per_second,
             proof_duration,
             proofs_failed,
+            proofs_verified,
             lease_expiries,
             api_latency,
         }

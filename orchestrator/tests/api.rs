@@ -866,7 +866,12 @@ async fn heartbeats_are_batched_and_an_offline_worker_comes_back() {
     let enrolled_at = e.store.get_worker(wid).await.expect("worker").last_heartbeat_at;
     tokio::time::sleep(Duration::from_millis(5)).await;
     let r = e
-        .call(Method::POST, "/api/v1/worker/heartbeat", Some(&c), Some(json!({})))
+        .call(
+            Method::POST,
+            "/api/v1/worker/heartbeat",
+            Some(&c),
+            Some(json!({})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["state"], "online");
@@ -933,7 +938,12 @@ async fn heartbeats_are_batched_and_an_offline_worker_comes_back() {
     );
     // Its next heartbeat is written at once and brings it back.
     let r = e
-        .call(Method::POST, "/api/v1/worker/heartbeat", Some(&c), Some(json!({})))
+        .call(
+            Method::POST,
+            "/api/v1/worker/heartbeat",
+            Some(&c),
+            Some(json!({})),
+        )
         .await;
     assert_eq!(r.body["state"], "online", "{}", r.text);
     assert_eq!(
@@ -1021,4 +1031,514 @@ async fn plan_route_serves_the_latest_plan() {
     let r = e.call(Method::GET, "/api/v1/plan", Some(ADMIN), None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["now_ms"], 1);
+}
+
+/// Queues a k2pow or prove job of `identity` pinned to `worker`.
+async fn enqueue_proof_job(
+    e: &Env,
+    identity: &str,
+    worker: &str,
+    kind: JobKind,
+    work: Work,
+    challenge: &str,
+) -> Uuid {
+    let spec = JobSpec {
+        device: Device::Cpu,
+        work,
+        target: None,
+        challenge: Some(challenge.to_owned()),
+    };
+    let mut job = NewJob::new(
+        kind,
+        Uuid::parse_str(identity).expect("uuid"),
+        serde_json::to_value(spec).expect("spec"),
+    );
+    job.assigned_worker_id = Some(Uuid::parse_str(worker).expect("uuid"));
+    e.store
+        .enqueue_job(&job, api::now_ms())
+        .await
+        .expect("enqueue")
+        .id
+}
+
+/// Makes the identity initialized, with a commitment ATX.
+async fn make_ready(e: &Env, identity: &str) {
+    let id = Uuid::parse_str(identity).expect("uuid");
+    e.store
+        .update_identity(
+            id,
+            &orchestrator::store::IdentityUpdate {
+                commitment_atx_id: Some([7; 32]),
+                ..Default::default()
+            },
+            api::now_ms(),
+        )
+        .await
+        .expect("commitment");
+    e.store
+        .update_identity_state(id, orchestrator::store::IdentityState::Ready, None, api::now_ms())
+        .await
+        .expect("ready");
+}
+
+#[tokio::test]
+async fn challenge_intake_refuses_bad_input() {
+    let e = env().await;
+    let identity = e.create_identity("prover").await;
+    let id = identity["id"].as_str().expect("id").to_owned();
+    let uri = format!("/api/v1/identities/{id}/challenge");
+    let operator = e.token("operator").await;
+    let viewer = e.token("viewer").await;
+    let good = json!({"challenge": "ab".repeat(32), "publish_epoch": 3});
+
+    let r = e
+        .call(Method::POST, &uri, Some(&viewer), Some(good.clone()))
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+    // Not initialized yet.
+    let r = e
+        .call(Method::POST, &uri, Some(&operator), Some(good.clone()))
+        .await;
+    assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "identity_not_ready");
+    make_ready(&e, &id).await;
+    for (body, field) in [
+        (
+            json!({"challenge": "zz".repeat(32), "publish_epoch": 3}),
+            "challenge",
+        ),
+        (
+            json!({"challenge": "ab".repeat(31), "publish_epoch": 3}),
+            "challenge",
+        ),
+        (
+            json!({"challenge": "ab".repeat(32), "publish_epoch": 3, "deadline_ms": 5}),
+            "deadline_ms",
+        ),
+    ] {
+        let r = e.call(Method::POST, &uri, Some(&operator), Some(body)).await;
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+        assert!(r.text.contains(field), "{}", r.text);
+    }
+    let r = e
+        .call(
+            Method::POST,
+            &uri,
+            Some(&operator),
+            Some(json!({"challenge": "ab".repeat(32)})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    let r = e
+        .call(
+            Method::POST,
+            &uri,
+            Some(&operator),
+            Some(json!({"challenge": "ab".repeat(32), "publish_epoch": 3, "private_key": "00"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    let r = e
+        .call(
+            Method::POST,
+            &format!("/api/v1/identities/{}/challenge", Uuid::new_v4()),
+            Some(&operator),
+            Some(good.clone()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    assert!(e
+        .store
+        .list_pending_proving_requests()
+        .await
+        .expect("pending")
+        .is_empty());
+
+    // Recorded once; the same again is 200; another challenge for the epoch is 409.
+    let r = e
+        .call(Method::POST, &uri, Some(&operator), Some(good.clone()))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["state"], "pending");
+    assert_eq!(r.body["first_nonce"], 0);
+    assert!(r.body["deadline"].as_i64().expect("deadline") > api::now_ms() + 11 * 3_600_000);
+    let r = e.call(Method::POST, &uri, Some(&operator), Some(good)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = e
+        .call(
+            Method::POST,
+            &uri,
+            Some(&operator),
+            Some(json!({"challenge": "cd".repeat(32), "publish_epoch": 3})),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "duplicate");
+    let pending = e.store.list_pending_proving_requests().await.expect("pending");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].challenge, [0xab; 32]);
+
+    let r = e
+        .call(
+            Method::GET,
+            &format!("/api/v1/identities/{id}/proofs"),
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body.clone()),
+        (StatusCode::OK, json!([])),
+        "{}",
+        r.text
+    );
+}
+
+#[tokio::test]
+async fn proof_results_are_checked_before_they_count() {
+    let e = env().await;
+    let identity = e.create_identity("prover").await;
+    let id = identity["id"].as_str().expect("id").to_owned();
+    let node_id = identity["node_id"].as_str().expect("node id").to_owned();
+    make_ready(&e, &id).await;
+    let operator = e.token("operator").await;
+    let challenge = "ab".repeat(32);
+    let r = e
+        .call(
+            Method::POST,
+            &format!("/api/v1/identities/{id}/challenge"),
+            Some(&operator),
+            Some(json!({"challenge": challenge, "publish_epoch": 3})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let (w, cred) = e.enroll("rig").await;
+    let hb = e
+        .call(
+            Method::POST,
+            "/api/v1/worker/heartbeat",
+            Some(&cred),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(hb.status, StatusCode::OK, "{}", hb.text);
+
+    // A prove job whose pass has no k2pow yet is not handed out.
+    let prove = enqueue_proof_job(
+        &e,
+        &id,
+        &w,
+        JobKind::Prove,
+        Work::Prove {
+            first_nonce: 0,
+            nonces: 32,
+            disks: vec![],
+        },
+        &challenge,
+    )
+    .await;
+    let lease = |kinds: Value| {
+        e.call(
+            Method::POST,
+            "/api/v1/worker/lease",
+            Some(&cred),
+            Some(json!({"kinds": kinds})),
+        )
+    };
+    let r = lease(json!(["prove"])).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["jobs"], json!([]), "{}", r.text);
+    let j = e.store.get_job(prove).await.expect("job");
+    assert_eq!((j.state.as_str(), j.attempts), ("queued", 0));
+
+    // k2pow: the lease carries the proof parameters; a result must cover the job's groups.
+    let k2 = enqueue_proof_job(
+        &e,
+        &id,
+        &w,
+        JobKind::K2pow,
+        Work::K2pow {
+            groups: protocol::GroupRange { start: 0, end: 2 },
+        },
+        &challenge,
+    )
+    .await;
+    let r = lease(json!(["k2pow"])).await;
+    let job = &r.body["jobs"][0];
+    assert_eq!(job["job_id"], k2.to_string(), "{}", r.text);
+    assert_eq!(job["proof"]["k1"], 26);
+    assert_eq!(job["proof"]["k2"], 37);
+    assert_eq!(
+        job["proof"]["pow_difficulty"],
+        hex::encode(post::proof::MAINNET_POW_DIFFICULTY)
+    );
+    let token = job["fencing_token"].clone();
+    let complete = format!("/api/v1/worker/jobs/{k2}/complete");
+    for (result, field) in [
+        (json!(null), "result"),
+        (json!({"pows": [{"group": 0, "pow": 1}]}), "result.pows"),
+        (
+            json!({"pows": [{"group": 0, "pow": 1}, {"group": 5, "pow": 2}]}),
+            "result.pows[1].group",
+        ),
+        (json!({"pows": "x"}), "result"),
+    ] {
+        let r = e
+            .call(
+                Method::POST,
+                &complete,
+                Some(&cred),
+                Some(json!({"fencing_token": token, "result": result})),
+            )
+            .await;
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+        assert!(r.text.contains(field), "{field}: {}", r.text);
+        assert_eq!(e.store.get_job(k2).await.expect("job").state.as_str(), "leased");
+    }
+    let r = e
+        .call(
+            Method::POST,
+            &complete,
+            Some(&cred),
+            Some(json!({"fencing_token": token,
+                "result": {"pows": [{"group": 0, "pow": 11}, {"group": 1, "pow": 12}]}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    // Now the prove job is leased (after its wait) with the pows of its pass.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let r = lease(json!(["prove"])).await;
+    let job = &r.body["jobs"][0];
+    assert_eq!(job["job_id"], prove.to_string(), "{}", r.text);
+    assert_eq!(
+        job["pows"],
+        json!([{"group": 0, "pow": 11}, {"group": 1, "pow": 12}])
+    );
+    let token = job["fencing_token"].clone();
+    let complete = format!("/api/v1/worker/jobs/{prove}/complete");
+    let meta = json!({"node_id": node_id, "commitment_atx_id": "07".repeat(32), "challenge": challenge,
+        "num_units": 2, "labels_per_unit": 4096});
+    let result = |found: bool, proof: Value, meta: Value, first_nonce: u32| {
+        json!({"found": found, "proof": proof, "metadata": meta, "first_nonce": first_nonce,
+            "nonces": 32, "labels_read": 8192})
+    };
+    let mut wrong_node = meta.clone();
+    wrong_node["node_id"] = json!("00".repeat(32));
+    let mut wrong_challenge = meta.clone();
+    wrong_challenge["challenge"] = json!("cd".repeat(32));
+    for (body, field) in [
+        (
+            result(false, Value::Null, wrong_node, 0),
+            "result.metadata.node_id",
+        ),
+        (
+            result(false, Value::Null, wrong_challenge, 0),
+            "result.metadata.challenge",
+        ),
+        (result(false, Value::Null, meta.clone(), 16), "result.first_nonce"),
+        (result(true, Value::Null, meta.clone(), 0), "result.proof"),
+        (
+            result(
+                true,
+                json!({"nonce": 40, "indices": "AAAA", "pow": 11}),
+                meta.clone(),
+                0,
+            ),
+            "result.proof.nonce",
+        ),
+    ] {
+        let r = e
+            .call(
+                Method::POST,
+                &complete,
+                Some(&cred),
+                Some(json!({"fencing_token": token, "result": body})),
+            )
+            .await;
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+        assert!(r.text.contains(field), "{field}: {}", r.text);
+        assert_eq!(
+            e.store.get_job(prove).await.expect("job").state.as_str(),
+            "leased"
+        );
+    }
+    // A proof the verifier rejects fails the job for good; the request stays pending.
+    let r = e
+        .call(
+            Method::POST,
+            &complete,
+            Some(&cred),
+            Some(json!({"fencing_token": token,
+                "result": result(true, json!({"nonce": 3, "indices": "AAAA", "pow": 11}), meta.clone(), 0)})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["state"], "failed", "{}", r.text);
+    assert!(
+        r.body["error"]
+            .as_str()
+            .expect("error")
+            .contains("proof rejected"),
+        "{}",
+        r.text
+    );
+    let req = e
+        .store
+        .get_proving_request(Uuid::parse_str(&id).expect("uuid"), 3)
+        .await
+        .expect("request");
+    assert_eq!(req.state.as_str(), "pending");
+    let history = e
+        .call(
+            Method::GET,
+            "/api/v1/events/history?limit=1000",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert!(history.text.contains("proof.rejected"), "{}", history.text);
+    assert!(!history.text.contains("proof.verified"), "{}", history.text);
+
+    // A pass that found nothing moves the request to the next nonces.
+    let prove2 = enqueue_proof_job(
+        &e,
+        &id,
+        &w,
+        JobKind::Prove,
+        Work::Prove {
+            first_nonce: 0,
+            nonces: 32,
+            disks: vec![],
+        },
+        &challenge,
+    )
+    .await;
+    let r = lease(json!(["prove"])).await;
+    assert_eq!(r.body["jobs"][0]["job_id"], prove2.to_string(), "{}", r.text);
+    let token = r.body["jobs"][0]["fencing_token"].clone();
+    let r = e
+        .call(
+            Method::POST,
+            &format!("/api/v1/worker/jobs/{prove2}/complete"),
+            Some(&cred),
+            Some(json!({"fencing_token": token, "result": result(false, Value::Null, meta, 0)})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let req = e
+        .store
+        .get_proving_request(Uuid::parse_str(&id).expect("uuid"), 3)
+        .await
+        .expect("request");
+    assert_eq!((req.state.as_str(), req.first_nonce), ("pending", 32));
+}
+
+#[tokio::test]
+async fn verify_route_queues_jobs_and_bad_ranges_are_checked() {
+    let e = env().await;
+    let identity = e.create_identity("checked").await;
+    let id = identity["id"].as_str().expect("id").to_owned();
+    let uuid = Uuid::parse_str(&id).expect("uuid");
+    let uri = format!("/api/v1/identities/{id}/verify");
+    let operator = e.token("operator").await;
+    let viewer = e.token("viewer").await;
+    let r = e.call(Method::POST, &uri, Some(&viewer), None).await;
+    assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = e.call(Method::POST, &uri, Some(&operator), None).await;
+    assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "no_files");
+    let (w, cred) = e.enroll("rig").await;
+    let hb = e
+        .call(
+            Method::POST,
+            "/api/v1/worker/heartbeat",
+            Some(&cred),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(hb.status, StatusCode::OK, "{}", hb.text);
+    // Two labels per unit of 4096 labels, files of 4096 labels: two files; place the second.
+    e.store
+        .upsert_identity_file(
+            uuid,
+            &orchestrator::store::FilePlacement {
+                file_index: 1,
+                worker_id: Some(Uuid::parse_str(&w).expect("uuid")),
+                disk_id: Some("d0".into()),
+                path: None,
+                state: orchestrator::store::FileState::Done,
+            },
+            api::now_ms(),
+        )
+        .await
+        .expect("place");
+    let r = e.call(Method::POST, &uri, Some(&operator), None).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!(r.body["jobs"].as_array().expect("jobs").len(), 1, "{}", r.text);
+    assert_eq!(r.body["skipped"], 0);
+    let r = e.call(Method::POST, &uri, Some(&operator), None).await;
+    assert_eq!(
+        (r.body["jobs"].clone(), r.body["skipped"].clone()),
+        (json!([]), json!(1)),
+        "{}",
+        r.text
+    );
+
+    let r = e
+        .call(
+            Method::POST,
+            "/api/v1/worker/lease",
+            Some(&cred),
+            Some(json!({"kinds": ["verify"]})),
+        )
+        .await;
+    let job = &r.body["jobs"][0];
+    assert_eq!(
+        job["spec"]["work"]["range"],
+        json!({"start": 4096, "end": 8192}),
+        "{}",
+        r.text
+    );
+    assert_eq!(job["spec"]["target"]["disk_id"], "d0");
+    assert_eq!(job["proof"]["k2"], 37);
+    let job_id = job["job_id"].as_str().expect("id").to_owned();
+    let token = job["fencing_token"].clone();
+    let complete = format!("/api/v1/worker/jobs/{job_id}/complete");
+    for (bad, field) in [
+        (json!([{"start": 0, "end": 4096}]), "result.bad_ranges[0]"),
+        (json!([{"start": 4096, "end": 8200}]), "result.bad_ranges[0]"),
+        (
+            json!([{"start": 5000, "end": 6000}, {"start": 5500, "end": 7000}]),
+            "result.bad_ranges[1]",
+        ),
+        (json!([{"start": 5000, "end": 5000}]), "result.bad_ranges[0]"),
+    ] {
+        let r = e
+            .call(
+                Method::POST,
+                &complete,
+                Some(&cred),
+                Some(json!({"fencing_token": token, "result": {"checked": 10, "bad_ranges": bad}})),
+            )
+            .await;
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+        assert!(r.text.contains(field), "{field}: {}", r.text);
+    }
+    let r = e
+        .call(
+            Method::POST,
+            &complete,
+            Some(&cred),
+            Some(json!({"fencing_token": token,
+                "result": {"checked": 10, "bad_ranges": [{"start": 4096, "end": 8192}]}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let history = e
+        .call(
+            Method::GET,
+            "/api/v1/events/history?limit=1000",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert!(history.text.contains("verify.bad_range"), "{}", history.text);
 }

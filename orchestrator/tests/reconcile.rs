@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use orchestrator::metrics::Metrics;
 use orchestrator::reconcile::{
-    build_snapshot, build_snapshot_cached, reconcile_cached, reconcile_once, ApplyReport, FileCache, JobProgress, ProvingInput, ReconcileConfig, ReconcileInputs,
+    build_snapshot, build_snapshot_cached, reconcile_cached, reconcile_once, ApplyReport, FileCache,
+    JobProgress, ProvingInput, ReconcileConfig, ReconcileInputs,
 };
 use orchestrator::scheduler::{self, Device, JobStatus, Plan, ProvingNeed, SchedulerConfig};
 use orchestrator::store::{

@@ -3,9 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use orchestrator::scheduler::{
-    apply, plan, CancelReason, CpuState, Device, DiskState, FileState, GpuState, GroupRange, IdentityPhase,
-    IdentityState, JobKind, JobState, JobStatus, FileLocation, LabelRange, Placement, Plan, ProvingNeed, RiskReason,
-    SchedulerConfig, Snapshot, WorkerState, LABEL_BYTES,
+    apply, plan, CancelReason, CpuState, Device, DiskState, FileLocation, FileState, GpuState, GroupRange,
+    IdentityPhase, IdentityState, JobKind, JobState, JobStatus, LabelRange, Placement, Plan, ProvingNeed,
+    RiskReason, SchedulerConfig, Snapshot, WorkerState, LABEL_BYTES,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -191,7 +191,11 @@ fn two_gpus_split_one_file_one_to_three() {
 #[test]
 fn placement_is_spread_over_plans_when_a_fleet_is_large() {
     let mut s = snapshot(
-        vec![worker("store", vec![gpu(0, 100.0)], vec![disk("d0", "sda", 1 << 40, 200.0)])],
+        vec![worker(
+            "store",
+            vec![gpu(0, 100.0)],
+            vec![disk("d0", "sda", 1 << 40, 200.0)],
+        )],
         (0..5)
             .map(|k| identity(&format!("id{k}"), 4, 1_000, IdentityPhase::Created))
             .collect(),
@@ -203,14 +207,22 @@ fn placement_is_spread_over_plans_when_a_fleet_is_large() {
         let p = plan(&s);
         let files: usize = p.placements.iter().map(|d| d.files.len()).sum();
         assert!(files <= 8, "round {round}: {files} files placed");
-        assert!(p.unplaced.is_empty(), "waiting identities are not unplaced: {:?}", p.unplaced);
+        assert!(
+            p.unplaced.is_empty(),
+            "waiting identities are not unplaced: {:?}",
+            p.unplaced
+        );
         placed.extend(p.placements.iter().map(|d| d.identity_id.clone()));
         s = apply(&s, &p, "applied");
     }
-    assert_eq!(placed, ["id0", "id1", "id2", "id3", "id4"].map(String::from).to_vec());
+    assert_eq!(
+        placed,
+        ["id0", "id1", "id2", "id3", "id4"].map(String::from).to_vec()
+    );
     // One identity larger than the cap still gets placed, alone.
     s.config.max_files_placed_per_plan = 2;
-    s.identities.push(identity("big", 4, 1_000, IdentityPhase::Created));
+    s.identities
+        .push(identity("big", 4, 1_000, IdentityPhase::Created));
     let p = plan(&s);
     assert_eq!(p.placements.len(), 1);
     assert_eq!(p.placements[0].files.len(), 4);

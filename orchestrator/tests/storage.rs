@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use orchestrator::store::{
     ApiRole, Backend, ConflictKind, FilePlacement, FileState, IdentityState, IdentityUpdate, JobFailure,
     JobFilter, JobKind, JobState, JoinTokenRejection, NewApiToken, NewIdentity, NewJob, NewJoinToken,
-    NewWorker, NotSafeReason, RangeOutcome, RangeReport, Safety, Store, StoreError, StoreErrorKind,
-    WorkerState,
+    NewProvingRequest, NewWorker, NotSafeReason, ProvingRequestState, RangeOutcome, RangeReport, Safety,
+    Store, StoreError, StoreErrorKind, StoredProof, WorkerState,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -112,6 +112,10 @@ storage_suite!(
     safety_grants_keystore_permits,
     safety_race_between_two_processes,
     coordinator_lock,
+    proving_requests_and_proofs,
+    returned_lease_is_not_an_attempt,
+    empty_prove_pass_is_not_a_finished_proof,
+    bad_ranges_are_cut_from_recorded_progress,
 );
 
 fn identity(name: &str, node: u8) -> NewIdentity {
@@ -188,7 +192,10 @@ mod cases {
         // Every migration file of the backend, once.
         let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations/sqlite"))
             .expect("read migrations")
-            .filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql")))
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
+            })
             .count();
         assert_eq!(applied, i64::try_from(files).expect("count"));
     }
@@ -479,7 +486,11 @@ mod cases {
         assert_eq!(s.labels_done(id).await.expect("done"), 1100);
         assert_eq!(s.list_init_ranges(id).await.expect("ranges").len(), 2);
         assert!(files_rev(&s, id).await > rev2);
-        assert_eq!(files_rev(&s, other).await, other_rev, "another identity's revision stays");
+        assert_eq!(
+            files_rev(&s, other).await,
+            other_rev,
+            "another identity's revision stays"
+        );
         // The bulk reads of the reconcile loop's file cache see the same rows.
         let (bulk_files, bulk_ranges) = s.list_files_and_ranges_of(&[id, other]).await.expect("bulk");
         assert_eq!(bulk_files.len(), 2);
@@ -492,9 +503,14 @@ mod cases {
         );
         // Placing files of an identity in bulk moves its revision; deleting it (files cascade)
         // removes it from the revisions.
-        s.place_identity_files(other, w.id, &[(0, "disk-b".to_owned()), (1, "disk-b".to_owned())], T0)
-            .await
-            .expect("place other");
+        s.place_identity_files(
+            other,
+            w.id,
+            &[(0, "disk-b".to_owned()), (1, "disk-b".to_owned())],
+            T0,
+        )
+        .await
+        .expect("place other");
         assert!(files_rev(&s, other).await > other_rev);
         s.delete_identity(other).await.expect("delete other");
         assert!(!s
@@ -1693,6 +1709,282 @@ mod cases {
         again.close().await;
         let last = db.open_exclusive().await.expect("after close");
         drop(last);
+    }
+
+    pub async fn proving_requests_and_proofs(db: TestDb) {
+        let s = db.open().await;
+        let id = s
+            .create_identity(&identity("a", 1), T0)
+            .await
+            .expect("identity")
+            .id;
+        let new = NewProvingRequest {
+            identity_id: id,
+            publish_epoch: 7,
+            challenge: [0xaa; 32],
+            known_at: T0,
+            deadline: T0 + 1000,
+        };
+        let (r, created) = s.create_proving_request(&new, T0).await.expect("create");
+        assert!(created);
+        assert_eq!(
+            (r.first_nonce, r.state, r.challenge),
+            (0, ProvingRequestState::Pending, [0xaa; 32])
+        );
+        // The same challenge again: the same request, nothing new.
+        let (again, created) = s.create_proving_request(&new, T0 + 5).await.expect("again");
+        assert!(!created);
+        assert_eq!(again, r);
+        // Another challenge for the same epoch: a conflict, nothing changed.
+        let other = NewProvingRequest {
+            challenge: [0xbb; 32],
+            ..new.clone()
+        };
+        assert_eq!(
+            conflict_of(s.create_proving_request(&other, T0).await),
+            ConflictKind::Duplicate
+        );
+        assert_eq!(
+            s.get_proving_request(id, 7).await.expect("get").challenge,
+            [0xaa; 32]
+        );
+        // An unknown identity.
+        let ghost = NewProvingRequest {
+            identity_id: Uuid::new_v4(),
+            ..new.clone()
+        };
+        assert_eq!(
+            conflict_of(s.create_proving_request(&ghost, T0).await),
+            ConflictKind::ForeignKey
+        );
+        // Another epoch is another request.
+        s.create_proving_request(
+            &NewProvingRequest {
+                publish_epoch: 8,
+                ..other.clone()
+            },
+            T0,
+        )
+        .await
+        .expect("epoch 8");
+        let pending = s.list_pending_proving_requests().await.expect("pending");
+        assert_eq!(
+            pending.iter().map(|r| r.publish_epoch).collect::<Vec<_>>(),
+            vec![7, 8]
+        );
+        assert_eq!(
+            s.find_pending_proving_request(id, &[0xbb; 32])
+                .await
+                .expect("find")
+                .map(|r| r.publish_epoch),
+            Some(8)
+        );
+        assert!(s
+            .find_pending_proving_request(id, &[0xcc; 32])
+            .await
+            .expect("find")
+            .is_none());
+
+        // Passes advance the first nonce; a late, older pass does not move it back.
+        assert_eq!(
+            s.advance_first_nonce(id, 7, 64, T0 + 1)
+                .await
+                .expect("advance")
+                .first_nonce,
+            64
+        );
+        assert_eq!(
+            s.advance_first_nonce(id, 7, 32, T0 + 2)
+                .await
+                .expect("late")
+                .first_nonce,
+            64
+        );
+
+        // A proof marks its request proved, once.
+        let proof = StoredProof {
+            identity_id: id,
+            publish_epoch: 7,
+            challenge: [0xaa; 32],
+            proof: json!({"nonce": 70, "indices": "AAEC", "pow": 5}),
+            nonce: 70,
+            job_id: Uuid::new_v4(),
+            verified_at: T0 + 10,
+        };
+        let stored = s.record_proof(&proof).await.expect("record");
+        assert_eq!(stored, proof);
+        assert_eq!(
+            s.get_proving_request(id, 7).await.expect("get").state,
+            ProvingRequestState::Proved
+        );
+        assert_eq!(
+            conflict_of(s.record_proof(&proof).await),
+            ConflictKind::InvalidTransition
+        );
+        // A proof of another challenge than the request's is refused.
+        let wrong = StoredProof {
+            publish_epoch: 8,
+            challenge: [0xaa; 32],
+            ..proof.clone()
+        };
+        assert_eq!(
+            conflict_of(s.record_proof(&wrong).await),
+            ConflictKind::InvalidTransition
+        );
+        assert_eq!(s.list_proofs(id).await.expect("proofs"), vec![proof]);
+        // A proved request advances no more, and is no longer pending.
+        assert_eq!(
+            s.advance_first_nonce(id, 7, 128, T0 + 3)
+                .await
+                .expect("advance")
+                .first_nonce,
+            64
+        );
+        let pending = s.list_pending_proving_requests().await.expect("pending");
+        assert_eq!(
+            pending.iter().map(|r| r.publish_epoch).collect::<Vec<_>>(),
+            vec![8]
+        );
+        // Deleting the identity removes its requests and proofs.
+        s.delete_identity(id).await.expect("delete");
+        assert!(s
+            .list_pending_proving_requests()
+            .await
+            .expect("pending")
+            .is_empty());
+        assert!(s.list_proofs(id).await.expect("proofs").is_empty());
+    }
+
+    pub async fn returned_lease_is_not_an_attempt(db: TestDb) {
+        let s = db.open().await;
+        let id = s
+            .create_identity(&identity("a", 1), T0)
+            .await
+            .expect("identity")
+            .id;
+        let w = s.create_worker(&worker("a", 1), T0).await.expect("worker");
+        let job = s
+            .enqueue_job(&NewJob::new(JobKind::Prove, id, json!({})), T0)
+            .await
+            .expect("enqueue");
+        let l = s
+            .lease_jobs(w.id, &[], T0, LEASE_MS, 1)
+            .await
+            .expect("lease")
+            .remove(0);
+        assert_eq!(l.job.attempts, 1);
+        let back = s
+            .return_lease(job.id, w.id, l.fencing_token, T0 + 2000, T0 + 1)
+            .await
+            .expect("return");
+        assert_eq!(
+            (back.state, back.attempts, back.not_before),
+            (JobState::Queued, 0, T0 + 2000)
+        );
+        // Not before its time; then with a new token.
+        assert!(s
+            .lease_jobs(w.id, &[], T0 + 1999, LEASE_MS, 1)
+            .await
+            .expect("early")
+            .is_empty());
+        let again = s
+            .lease_jobs(w.id, &[], T0 + 2000, LEASE_MS, 1)
+            .await
+            .expect("lease")
+            .remove(0);
+        assert!(again.fencing_token > l.fencing_token);
+        // The old lease is stale.
+        assert_eq!(
+            kind_of(s.return_lease(job.id, w.id, l.fencing_token, T0, T0 + 2001).await),
+            StoreErrorKind::StaleLease
+        );
+    }
+
+    pub async fn empty_prove_pass_is_not_a_finished_proof(db: TestDb) {
+        let s = db.open().await;
+        let id = s
+            .create_identity(&identity("a", 1), T0)
+            .await
+            .expect("identity")
+            .id;
+        let w = s.create_worker(&worker("a", 1), T0).await.expect("worker");
+        for found in [false, true] {
+            s.enqueue_job(&NewJob::new(JobKind::Prove, id, json!({})), T0)
+                .await
+                .expect("enqueue");
+            let l = s
+                .lease_jobs(w.id, &[], T0, LEASE_MS, 1)
+                .await
+                .expect("lease")
+                .remove(0);
+            s.complete_job(l.job.id, w.id, l.fencing_token, &json!({"found": found}), T0 + 1)
+                .await
+                .expect("complete");
+        }
+        let finished = s
+            .list_finished_jobs_since(&[id], &[JobKind::Prove], T0)
+            .await
+            .expect("finished");
+        assert_eq!(finished.len(), 1);
+        assert_eq!(finished[0].result, Some(json!({"found": true})));
+    }
+
+    pub async fn bad_ranges_are_cut_from_recorded_progress(db: TestDb) {
+        let s = db.open().await;
+        let id = s
+            .create_identity(&identity("a", 1), T0)
+            .await
+            .expect("identity")
+            .id;
+        let w = s.create_worker(&worker("a", 1), T0).await.expect("worker");
+        let job = s
+            .enqueue_job(&NewJob::new(JobKind::Init, id, json!({})), T0)
+            .await
+            .expect("job");
+        let tok = s
+            .lease_jobs(w.id, &[], T0, LEASE_MS, 1)
+            .await
+            .expect("lease")
+            .remove(0)
+            .fencing_token;
+        for (start, end, file) in [(0, 1024, 0), (1024, 2048, 1)] {
+            let r = RangeReport {
+                identity_id: id,
+                file_index: file,
+                start_label: start,
+                end_label: end,
+                job_id: job.id,
+                worker_id: w.id,
+                fencing_token: tok,
+            };
+            s.record_range_done(&r, T0).await.expect("record");
+        }
+        let rev = files_rev(&s, id).await;
+        // A hole inside file 0, the end of file 0 with the start of file 1, and nothing.
+        let forgotten = s
+            .remove_label_ranges(id, &[(100, 200), (1000, 1100), (5000, 6000)], T0 + 1)
+            .await
+            .expect("cut");
+        assert_eq!(forgotten, 100 + 100);
+        let runs: Vec<(u64, u64, u64)> = s
+            .list_init_ranges(id)
+            .await
+            .expect("ranges")
+            .iter()
+            .map(|r| (r.start_label, r.end_label, r.file_index))
+            .collect();
+        assert_eq!(runs, vec![(0, 100, 0), (200, 1000, 0), (1100, 2048, 1)]);
+        assert_eq!(s.labels_done(id).await.expect("done"), 2048 - 200);
+        assert!(
+            files_rev(&s, id).await > rev,
+            "the reconcile loop must see the change"
+        );
+        // An empty range is refused and changes nothing.
+        assert_eq!(
+            kind_of(s.remove_label_ranges(id, &[(0, 10), (7, 7)], T0 + 2).await),
+            StoreErrorKind::Invalid
+        );
+        assert_eq!(s.labels_done(id).await.expect("done"), 2048 - 200);
     }
 }
 

@@ -384,6 +384,43 @@ pub struct LeasedJob {
     /// the other kinds, and absent in leases of coordinators that predate it.
     #[serde(default)]
     pub pows: Vec<GroupPow>,
+    /// k2pow, prove and verify: the network's proof parameters, which the worker uses instead of
+    /// its own default. Absent in leases of coordinators that predate it (then the worker's).
+    #[serde(default)]
+    pub proof: Option<ProofParams>,
+}
+
+/// The network's proof parameters (post's `ProofConfig`): K1, K2 and the k2pow difficulty of
+/// one space unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProofParams {
+    /// Expected number of qualifying labels per nonce (mainnet 26).
+    pub k1: u32,
+    /// Number of qualifying labels a proof lists (mainnet 37).
+    pub k2: u32,
+    /// 64 hex digits: the k2pow threshold of one space unit, big-endian.
+    pub pow_difficulty: String,
+}
+
+impl ProofParams {
+    /// Checks the values: K1 and K2 at least 1, K2 at most 1000, a 64-hex difficulty that is not
+    /// zero. Returns the difficulty's bytes.
+    pub fn validate(&self) -> Result<[u8; 32], FieldError> {
+        if self.k1 == 0 {
+            return Err(FieldError::new("k1", "must be at least 1"));
+        }
+        if self.k2 == 0 || self.k2 > 1000 {
+            return Err(FieldError::new("k2", "must be 1 to 1000"));
+        }
+        let mut d = [0u8; 32];
+        hex::decode_to_slice(&self.pow_difficulty, &mut d)
+            .map_err(|_| FieldError::new("pow_difficulty", "must be 64 hex digits"))?;
+        if d == [0u8; 32] {
+            return Err(FieldError::new("pow_difficulty", "must not be zero"));
+        }
+        Ok(d)
+    }
 }
 
 /// Labels `[start_label, end_label)` (identity-wide indices, within file `file_index`) written and

@@ -421,7 +421,10 @@ async fn drive(ctx: &JobCtx, job: &LeasedJob, stop: Arc<AtomicBool>) -> Result<(
             let emit = |u: Update| {
                 let _ = tx.send(JobEvent::Progress(u));
             };
-            let out = prepare(&env, &caps, &job).and_then(|task| execute(&env, task, &stop, &emit));
+            let out = prepare(&env, &caps, &job).and_then(|task| {
+                let proof = proof_config(&env.cfg.proof, &job)?;
+                execute(&env, &proof, task, &stop, &emit)
+            });
             let _ = tx.send(JobEvent::Finished(out));
         });
     }
@@ -602,9 +605,31 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, ExecError> {
     serde_json::to_value(v).map_err(|e| ExecError::Invalid(format!("encoding the result: {e}")))
 }
 
+/// The proof parameters of `job`: the coordinator's when the lease carries them, else this
+/// worker's own.
+fn proof_config(
+    default: &post::proof::ProofConfig,
+    job: &LeasedJob,
+) -> Result<post::proof::ProofConfig, ExecError> {
+    match &job.proof {
+        None => Ok(*default),
+        Some(p) => {
+            let pow_difficulty = p
+                .validate()
+                .map_err(|e| ExecError::Invalid(format!("the lease's proof parameters: {e}")))?;
+            Ok(post::proof::ProofConfig {
+                k1: p.k1,
+                k2: p.k2,
+                pow_difficulty,
+            })
+        }
+    }
+}
+
 /// Runs a resolved job on the calling (blocking) thread.
 fn execute(
     env: &Env,
+    proof: &post::proof::ProofConfig,
     task: Task,
     stop: &AtomicBool,
     emit: &(dyn Fn(Update) + Sync),
@@ -655,7 +680,7 @@ fn execute(
             };
             to_json(&run_k2pow(
                 &task,
-                &env.cfg.proof,
+                proof,
                 rx.as_ref(),
                 rx.as_ref(),
                 stop,
@@ -689,7 +714,7 @@ fn execute(
                 }
             };
             let v: Option<&dyn post::pow::PowVerifier> = verifier.as_deref().map(|v| v as _);
-            to_json(&run_prove(&task, &env.cfg.proof, v, stop, &progress)?)
+            to_json(&run_prove(&task, proof, v, stop, &progress)?)
         }
     }
 }
@@ -710,6 +735,35 @@ mod tests {
             read_mb_s: 0.0,
             write_mb_s: 0.0,
         }
+    }
+
+    #[test]
+    fn the_lease_proof_parameters_win() {
+        let mut job: LeasedJob = serde_json::from_value(serde_json::json!({
+            "job_id": uuid::Uuid::nil(), "kind": "k2pow", "fencing_token": 1, "lease_expires_at": 0,
+            "attempt": 1,
+            "identity": {"identity_id": uuid::Uuid::nil(), "node_id": "00".repeat(32),
+                "commitment_atx_id": null, "num_units": 1, "labels_per_unit": 64,
+                "max_file_size": 1024, "scrypt_n": 2},
+            "spec": {"device": {"type": "cpu"}, "work": {"type": "k2pow", "groups": {"start": 0, "end": 1}}},
+            "progress": null
+        }))
+        .expect("a lease without proof parameters");
+        let mainnet = post::proof::ProofConfig::MAINNET;
+        assert_eq!(proof_config(&mainnet, &job).expect("default"), mainnet);
+        job.proof = Some(protocol::ProofParams {
+            k1: 4,
+            k2: 3,
+            pow_difficulty: "ff".repeat(32),
+        });
+        let got = proof_config(&mainnet, &job).expect("the lease's");
+        assert_eq!((got.k1, got.k2, got.pow_difficulty), (4, 3, [0xff; 32]));
+        job.proof = Some(protocol::ProofParams {
+            k1: 4,
+            k2: 3,
+            pow_difficulty: "zz".into(),
+        });
+        assert!(matches!(proof_config(&mainnet, &job), Err(ExecError::Invalid(_))));
     }
 
     #[test]

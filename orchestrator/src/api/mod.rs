@@ -11,6 +11,7 @@ pub mod events;
 pub mod identities;
 pub mod jobs;
 pub mod openapi;
+pub mod proving;
 mod state;
 pub mod system;
 pub mod worker_api;
@@ -46,6 +47,9 @@ pub fn router(state: AppState) -> Router {
             get(identities::get).delete(identities::delete),
         )
         .route("/api/v1/identities/{id}/export", post(identities::export))
+        .route("/api/v1/identities/{id}/challenge", post(proving::challenge))
+        .route("/api/v1/identities/{id}/proofs", get(proving::proofs))
+        .route("/api/v1/identities/{id}/verify", post(proving::verify))
         .route("/api/v1/workers", get(workers::list))
         .route(
             "/api/v1/workers/join-tokens",

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{events, identities, jobs, system, worker_api, workers};
+use super::{events, identities, jobs, proving, system, worker_api, workers};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,7 +18,8 @@ use super::{events, identities, jobs, system, worker_api, workers};
         system::healthz, system::metrics, system::openapi, system::plan,
         system::create_token, system::list_tokens, system::revoke_token,
         identities::list, identities::create, identities::import, identities::get,
-        identities::export, identities::delete,
+        identities::export, identities::delete, proving::challenge, proving::proofs,
+        proving::verify,
         workers::list, workers::get, workers::drain, workers::resume, workers::remove,
         workers::create_join_token, workers::list_join_tokens, workers::delete_join_token,
         jobs::list, jobs::get, jobs::cancel, jobs::retry,
@@ -26,7 +27,11 @@ use super::{events, identities, jobs, system, worker_api, workers};
         worker_api::enroll, worker_api::heartbeat, worker_api::lease, worker_api::progress,
         worker_api::complete, worker_api::fail,
     ),
-    components(schemas(super::error::ErrorBody, super::error::ErrorDetail, super::auth::Role)),
+    components(schemas(super::error::ErrorBody, super::error::ErrorDetail, super::auth::Role,
+        proving::ChallengeRequest, proving::ProvingRequestView, proving::ProofView,
+        proving::VerifyQueued,
+        protocol::ProofParams, protocol::ProofData, protocol::GroupPow, protocol::K2powResult,
+        protocol::ProveResult, protocol::ProofMeta, protocol::VerifyResult)),
     modifiers(&BearerAuth),
     tags(
         (name = "identities", description = "Identities and their keys"),

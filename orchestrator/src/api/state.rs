@@ -35,6 +35,9 @@ pub struct ApiConfig {
     pub auth_cache_ttl: Duration,
     /// How often the event stream polls the event log for events other processes wrote.
     pub event_poll_interval: Duration,
+    /// The network's proof parameters: sent with every k2pow, prove and verify lease, and used to
+    /// verify the proofs workers return. Mainnet by default.
+    pub proof: post::proof::ProofConfig,
 }
 
 impl Default for ApiConfig {
@@ -46,6 +49,7 @@ impl Default for ApiConfig {
             max_body_bytes: 1 << 20,
             auth_cache_ttl: Duration::from_secs(10),
             event_poll_interval: Duration::from_millis(1000),
+            proof: post::proof::ProofConfig::MAINNET,
         }
     }
 }
@@ -69,6 +73,8 @@ pub(crate) struct Inner {
     /// Heartbeats held in memory and the worker states they answer with.
     pub liveness: Arc<Liveness>,
     auth_cache: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+    /// Light-mode RandomX for checking the k2pow of returned proofs, built on first use.
+    pow_verifier: Mutex<Option<Arc<post::pow::RandomXPow>>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -99,6 +105,7 @@ impl AppState {
             latest_plan: Arc::new(RwLock::new(None)),
             liveness: Arc::new(Liveness::new()),
             auth_cache: Mutex::new(HashMap::new()),
+            pow_verifier: Mutex::new(None),
         }))
     }
 
@@ -124,6 +131,18 @@ impl AppState {
     /// Where the reconcile loop publishes its plans.
     pub fn plan_handle(&self) -> Arc<RwLock<Option<Arc<Plan>>>> {
         self.0.latest_plan.clone()
+    }
+
+    /// The light-mode RandomX the coordinator checks k2pows with (blocking: built on first use,
+    /// about 256 MiB and a second).
+    pub(crate) fn pow_verifier(&self) -> Result<Arc<post::pow::RandomXPow>, post::pow::PowError> {
+        let mut slot = self.0.pow_verifier.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(rx) = slot.as_ref() {
+            return Ok(rx.clone());
+        }
+        let rx = Arc::new(post::pow::RandomXPow::new(post::pow::RandomXMode::Light)?);
+        *slot = Some(rx.clone());
+        Ok(rx)
     }
 
     /// Forget every cached token resolution (after a revocation or a worker's removal).

@@ -24,6 +24,9 @@ use crate::store::{
     WorkerState,
 };
 
+/// A prove job leased before its pass's k2pow is done goes back to the queue for this long.
+pub const PROVE_WAIT_MS: i64 = 2_000;
+
 /// Most ranges one report may carry.
 pub const MAX_RANGES_PER_REPORT: usize = 4096;
 
@@ -265,6 +268,39 @@ pub async fn lease(
                 continue;
             }
         };
+        let mut pows = Vec::new();
+        if let protocol::JobKind::Prove {
+            first_nonce, nonces, ..
+        } = &spec.work
+        {
+            let groups = super::proving::pass_groups(*first_nonce, *nonces);
+            let found = match spec.challenge.as_deref() {
+                Some(c) => super::proving::pass_pows(&state, job.identity_id, c, groups).await?,
+                None => None,
+            };
+            match found {
+                Some(p) => pows = p,
+                None => {
+                    // The pass's k2pow is not all done: hand the job back until it is.
+                    let not_before = now.saturating_add(PROVE_WAIT_MS);
+                    if let Err(e) = state
+                        .store()
+                        .return_lease(job.id, id, l.fencing_token, not_before, now)
+                        .await
+                    {
+                        tracing::warn!(job_id = %job.id, error = %e, "could not hand back a prove job without its pows");
+                    }
+                    continue;
+                }
+            }
+        }
+        let proof = matches!(
+            spec.work,
+            protocol::JobKind::K2pow { .. }
+                | protocol::JobKind::Prove { .. }
+                | protocol::JobKind::Verify { .. }
+        )
+        .then(|| super::proving::proof_params(&state.0.config.proof));
         let ident = match identities.get(&job.identity_id) {
             Some(i) => i.clone(),
             None => {
@@ -282,7 +318,8 @@ pub async fn lease(
             identity: ident,
             spec,
             progress: job.progress.clone(),
-            pows: Vec::new(),
+            pows,
+            proof,
         });
     }
     Ok(ApiJson(LeaseResponse { jobs, lease_ms }))
@@ -409,6 +446,64 @@ pub async fn complete(
 ) -> ApiResult<ApiJson<crate::api::jobs::JobView>> {
     let worker = worker_id(&p)?;
     let job = state.store().get_job(job_id).await?;
+    let holds = job.state == JobState::Leased
+        && job.worker_id == Some(worker)
+        && job.fencing_token == req.fencing_token;
+    // Results are checked under the lease only: a stale report gets its 409 from the store.
+    let mut after = After::Nothing;
+    if holds && matches!(job.kind, JobKind::K2pow | JobKind::Prove | JobKind::Verify) {
+        let spec: JobSpec = serde_json::from_value(job.payload.clone()).map_err(ApiError::internal)?;
+        match spec.work {
+            protocol::JobKind::K2pow { groups } => {
+                super::proving::check_k2pow_result(req.result.as_ref(), groups)?;
+            }
+            protocol::JobKind::Verify { range, .. } => {
+                let r = super::proving::check_verify_result(req.result.as_ref(), range)?;
+                if !r.bad_ranges.is_empty() {
+                    after = After::Repair { ranges: r.bad_ranges };
+                }
+            }
+            protocol::JobKind::Prove {
+                first_nonce, nonces, ..
+            } => {
+                let challenge = spec
+                    .challenge
+                    .as_deref()
+                    .and_then(crate::store::parse_challenge)
+                    .ok_or_else(|| ApiError::internal("prove job without a valid challenge"))?;
+                let identity = state.store().get_identity(job.identity_id).await?;
+                match super::proving::check_prove_result(
+                    req.result.as_ref(),
+                    &identity,
+                    &challenge,
+                    first_nonce,
+                    nonces,
+                )? {
+                    super::proving::ProveOutcome::Found { proof, data } => {
+                        match super::proving::verify_found(&state, &identity, challenge, &proof).await? {
+                            Ok(()) => {
+                                after = After::Proof {
+                                    identity: Box::new(identity),
+                                    challenge,
+                                    data,
+                                }
+                            }
+                            Err(reason) => {
+                                return reject_proof(&state, &job, worker, req.fencing_token, &reason).await
+                            }
+                        }
+                    }
+                    super::proving::ProveOutcome::Empty { next_nonce } => {
+                        after = After::NextPass {
+                            challenge,
+                            next_nonce,
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
     record_ranges(&state, &job, worker, req.fencing_token, &req.ranges).await?;
     let now = now_ms();
     let result = req.result.unwrap_or(serde_json::Value::Null);
@@ -436,8 +531,89 @@ pub async fn complete(
             json!({"kind": done.kind.as_str(), "identity_id": done.identity_id, "worker_id": worker}),
         )
         .await;
+    match after {
+        After::Nothing => {}
+        After::Proof {
+            identity,
+            challenge,
+            data,
+        } => super::proving::accept_proof(&state, &identity, challenge, &data, job_id).await?,
+        After::NextPass {
+            challenge,
+            next_nonce,
+        } => super::proving::advance_pass(&state, done.identity_id, challenge, next_nonce).await?,
+        After::Repair { ranges } => {
+            let cut: Vec<(u64, u64)> = ranges.iter().map(|r| (r.start, r.end)).collect();
+            let forgotten = state
+                .store()
+                .remove_label_ranges(done.identity_id, &cut, now_ms())
+                .await?;
+            for r in &ranges {
+                state
+                    .event(
+                        "verify.bad_range",
+                        &done.identity_id.to_string(),
+                        json!({"job_id": job_id, "start": r.start, "end": r.end}),
+                    )
+                    .await;
+            }
+            tracing::warn!(identity = %done.identity_id, %job_id, forgotten, "verify found bad labels; they will be initialized again");
+        }
+    }
     state.0.wake.notify_one();
     Ok(ApiJson(crate::api::jobs::JobView::from(&done)))
+}
+
+/// What a completed job leads to once it is recorded done.
+enum After {
+    Nothing,
+    /// A verified proof to store.
+    Proof {
+        identity: Box<Identity>,
+        challenge: [u8; 32],
+        data: protocol::ProofData,
+    },
+    /// A pass that found nothing: the next one starts at `next_nonce`.
+    NextPass {
+        challenge: [u8; 32],
+        next_nonce: u32,
+    },
+    /// Labels a verify job found bad: forget them so that they are initialized again.
+    Repair {
+        ranges: Vec<protocol::LabelRange>,
+    },
+}
+
+/// Fails a prove job whose proof the verifier rejected, for good (the same pass over the same
+/// data gives the same proof); the request stays pending, so the planner runs another pass.
+async fn reject_proof(
+    state: &AppState,
+    job: &Job,
+    worker: Uuid,
+    fencing_token: i64,
+    reason: &str,
+) -> ApiResult<ApiJson<crate::api::jobs::JobView>> {
+    let now = now_ms();
+    let failure = JobFailure {
+        error: format!("proof rejected by the coordinator: {reason}"),
+        retryable: false,
+        retry_at: None,
+    };
+    let failed = state
+        .store()
+        .fail_job(job.id, worker, fencing_token, &failure, now)
+        .await?;
+    state.metrics().proofs_failed.inc();
+    tracing::warn!(job_id = %job.id, identity = %job.identity_id, reason, "proof rejected");
+    state
+        .event(
+            "proof.rejected",
+            &job.identity_id.to_string(),
+            json!({"job_id": job.id, "worker_id": worker, "reason": reason}),
+        )
+        .await;
+    state.0.wake.notify_one();
+    Ok(ApiJson(crate::api::jobs::JobView::from(&failed)))
 }
 
 #[utoipa::path(post, path = "/api/v1/worker/jobs/{id}/fail", tag = "worker", request_body = FailRequest,

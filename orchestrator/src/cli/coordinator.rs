@@ -38,6 +38,18 @@ pub struct CoordinatorArgs {
     /// Seconds between two reconcile rounds (it also runs on every relevant change).
     #[arg(long, env = "SMESHFLEET_RECONCILE_SECONDS", default_value_t = 2)]
     pub reconcile_seconds: u64,
+    /// JSON file with the network's proof parameters, `{"k1", "k2", "pow_difficulty": "<64 hex>"}`
+    /// (devnets, tests); default: mainnet (K1 26, K2 37).
+    #[arg(long, env = "SMESHFLEET_PROOF_CONFIG")]
+    pub proof_config: Option<PathBuf>,
+}
+
+/// Reads `--proof-config`.
+fn read_proof_config(path: &std::path::Path) -> anyhow::Result<post::proof::ProofConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let params: protocol::ProofParams =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    crate::api::proving::proof_config(&params).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 pub fn run(args: CoordinatorArgs) -> Result<ExitCode, CliError> {
@@ -47,8 +59,13 @@ pub fn run(args: CoordinatorArgs) -> Result<ExitCode, CliError> {
             anyhow::anyhow!("--lease-seconds and --reconcile-seconds must be at least 1"),
         ));
     }
+    let proof = match &args.proof_config {
+        Some(p) => read_proof_config(p).map_err(|e| CliError::input(false, e))?,
+        None => post::proof::ProofConfig::MAINNET,
+    };
     let api = ApiConfig {
         lease_ms: args.lease_seconds * 1000,
+        proof,
         ..ApiConfig::default()
     };
     let reconcile = ReconcileConfig {

@@ -9,8 +9,10 @@ use anyhow::Context;
 use clap::Args;
 
 use super::CliError;
+use post::pow::RandomXMode;
 use worker::agent::{self, AgentOptions};
 use worker::discovery::{self, DiscoveryOptions, GpuSelection};
+use worker::exec::ExecConfig;
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
@@ -50,6 +52,10 @@ pub struct WorkerArgs {
     /// Seconds between heartbeats.
     #[arg(long, default_value_t = 5)]
     pub heartbeat_seconds: u64,
+    /// Run RandomX (k2pow) in light mode: no 2 GiB dataset, much slower hashes, the same pows.
+    /// For tests and small machines.
+    #[arg(long)]
+    pub randomx_light: bool,
 }
 
 pub fn run(args: WorkerArgs) -> Result<ExitCode, CliError> {
@@ -98,7 +104,15 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode, CliError> {
         .build()
         .context("starting the async runtime")
         .map_err(|e| CliError::runtime(false, e))?;
-    rt.block_on(agent::run(opts, super::coordinator::shutdown_signal()))
+    let exec = ExecConfig {
+        randomx_mode: if args.randomx_light {
+            RandomXMode::Light
+        } else {
+            RandomXMode::Fast
+        },
+        ..ExecConfig::default()
+    };
+    rt.block_on(agent::run_with(opts, exec, super::coordinator::shutdown_signal()))
         .map_err(|e| CliError::runtime(false, e))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -348,8 +348,7 @@ async fn apply_steps(
             })
             .collect(),
     };
-    let planned: std::collections::HashSet<&str> =
-        plan.init.iter().map(|a| a.identity_id.as_str()).collect();
+    let planned: std::collections::HashSet<&str> = plan.init.iter().map(|a| a.identity_id.as_str()).collect();
     for ident in candidates {
         let labels_done = ident.labels_done;
         let init_jobs = ident.has_init_job || planned.contains(ident.id.to_string().as_str());

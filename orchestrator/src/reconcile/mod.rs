@@ -215,7 +215,10 @@ pub async fn reconcile_cached(
         for w in &offline {
             match l.pending_since(*w) {
                 Some(t) if t >= stale_before => {
-                    let back = store.heartbeat(*w, t, None).await.map_err(store_err("revive worker"))?;
+                    let back = store
+                        .heartbeat(*w, t, None)
+                        .await
+                        .map_err(store_err("revive worker"))?;
                     l.set_state(*w, back.state);
                     revived.push(*w);
                 }
@@ -281,7 +284,9 @@ fn init_progress(snapshot: &Snapshot, cache: &FileCache) -> Vec<InitProgress> {
             matches!(j.kind, scheduler::JobKind::Init { .. })
                 && matches!(
                     j.state,
-                    scheduler::JobStatus::Queued | scheduler::JobStatus::Leased | scheduler::JobStatus::Running
+                    scheduler::JobStatus::Queued
+                        | scheduler::JobStatus::Leased
+                        | scheduler::JobStatus::Running
                 )
         })
         .map(|j| j.identity_id.as_str())
@@ -418,19 +423,37 @@ pub struct Reconciler {
 impl Reconciler {
     /// One pass at `now_ms`; on success the plan becomes `latest`.
     pub async fn tick(&self, now_ms: i64) -> Result<(Arc<Plan>, ApplyReport), ReconcileError> {
-        let inputs = self.inputs.read().await.clone();
+        let mut inputs = self.inputs.read().await.clone();
+        // Proving requests recorded through the API (durable across restarts); what the node
+        // bridge gives for an identity takes precedence. One request per identity: the newest
+        // pending epoch.
+        let pending = self
+            .store
+            .list_pending_proving_requests()
+            .await
+            .map_err(store_err("list proving requests"))?;
+        for r in pending.into_iter().rev() {
+            inputs.proving.entry(r.identity_id).or_insert(ProvingInput {
+                challenge: r.challenge,
+                need: scheduler::ProvingNeed {
+                    challenge_known_at_ms: r.known_at,
+                    deadline_ms: r.deadline,
+                    first_nonce: r.first_nonce,
+                    pow_groups_done: 0,
+                },
+            });
+        }
         let mut files = self.files.lock().await;
-        let (plan, report) =
-            reconcile_cached(
-                &self.store,
-                &mut files,
-                self.liveness.as_deref(),
-                &self.metrics,
-                &self.cfg,
-                &inputs,
-                now_ms,
-            )
-            .await?;
+        let (plan, report) = reconcile_cached(
+            &self.store,
+            &mut files,
+            self.liveness.as_deref(),
+            &self.metrics,
+            &self.cfg,
+            &inputs,
+            now_ms,
+        )
+        .await?;
         drop(files);
         let plan = Arc::new(plan);
         *self.latest.write().await = Some(Arc::clone(&plan));

@@ -19,8 +19,7 @@ use uuid::Uuid;
 use super::files::{recorded_from, FileCache};
 use super::{store_err, worker_state, JobProgress, ReconcileConfig, ReconcileError, ReconcileInputs};
 use crate::scheduler::{
-    self, Device, GroupRange, IdentityPhase, JobKind, JobState, JobStatus, LabelRange,
-    Snapshot,
+    self, Device, GroupRange, IdentityPhase, JobKind, JobState, JobStatus, LabelRange, Snapshot,
 };
 use crate::store::{self, Store};
 

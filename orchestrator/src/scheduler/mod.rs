@@ -27,9 +27,9 @@ mod proving;
 
 pub use apply::apply;
 pub use model::{
-    CpuState, Device, DiskState, FileLocation, FileState, GpuState, GroupRange, IdentityPhase, IdentityState, JobKind,
-    JobKindName, JobState, JobStatus, LabelRange, Layout, Placement, ProvingNeed, SchedulerConfig, Snapshot,
-    WorkerState, LABEL_BYTES,
+    CpuState, Device, DiskState, FileLocation, FileState, GpuState, GroupRange, IdentityPhase, IdentityState,
+    JobKind, JobKindName, JobState, JobStatus, LabelRange, Layout, Placement, ProvingNeed, SchedulerConfig,
+    Snapshot, WorkerState, LABEL_BYTES,
 };
 pub use output::{
     AtRisk, CancelReason, Cancellation, FilePlacement, InitAssignment, Issue, IssueKind, K2powAssignment,

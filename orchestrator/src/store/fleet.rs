@@ -58,7 +58,9 @@ impl Store {
     }
 
     /// Finished (done, failed or cancelled) jobs of `kinds` of the given identities, created at or
-    /// after `since`, in no particular order. Served by the (identity, created_at) index, a few
+    /// after `since`, in no particular order. A done prove job whose pass found no proof
+    /// (`result.found == false`) is left out: its challenge is not proved, and the next pass
+    /// (from the request's advanced `first_nonce`) replaces it. Served by the (identity, created_at) index, a few
     /// hundred identities per statement, so old jobs are never scanned.
     pub async fn list_finished_jobs_since(
         &self,
@@ -89,7 +91,11 @@ impl Store {
                 .fetch_all(self.pool())
                 .await
                 .map_err(StoreError::map("list finished jobs"))?;
-            out.extend(decode_all(rows, job_from_row)?);
+            out.extend(
+                decode_all(rows, job_from_row)?
+                    .into_iter()
+                    .filter(|j| !is_empty_pass(j)),
+            );
         }
         Ok(out)
     }
@@ -403,4 +409,15 @@ impl Store {
         .map_err(StoreError::map("count workers"))?;
         decode_all(rows, |row| count_row(row, "state"))
     }
+}
+
+/// A done prove job whose pass found no proof.
+fn is_empty_pass(j: &Job) -> bool {
+    j.kind == JobKind::Prove
+        && j.state == super::types::JobState::Done
+        && j.result
+            .as_ref()
+            .and_then(|r| r.get("found"))
+            .and_then(serde_json::Value::as_bool)
+            == Some(false)
 }

@@ -325,6 +325,34 @@ impl Store {
         self.leased_row(row, job_id, worker_id, fencing_token).await
     }
 
+    /// Hands a leased job back to the queue as if it had not been leased (the attempt is not
+    /// counted), not before `not_before`: the coordinator leased work that cannot start yet (a
+    /// prove job whose k2pow is not all done). The fencing token stays advanced, so a report
+    /// under the returned lease is stale.
+    pub async fn return_lease(
+        &self,
+        job_id: Uuid,
+        worker_id: Uuid,
+        fencing_token: i64,
+        not_before: i64,
+        now: i64,
+    ) -> Result<Job, StoreError> {
+        let row = sqlx::query(&format!(
+            "UPDATE jobs SET state = 'queued', attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
+             lease_expires_at = NULL, not_before = $4, updated_at = $5 \
+             WHERE {HOLDS_LEASE} RETURNING {COLS}"
+        ))
+        .bind(job_id.to_string())
+        .bind(worker_id.to_string())
+        .bind(fencing_token)
+        .bind(not_before)
+        .bind(now)
+        .fetch_optional(self.writer())
+        .await
+        .map_err(StoreError::map("return lease"))?;
+        self.leased_row(row, job_id, worker_id, fencing_token).await
+    }
+
     /// The row an update under the lease condition returned, or why there was none.
     async fn leased_row(
         &self,

@@ -26,6 +26,7 @@ mod identities;
 mod jobs;
 mod lock;
 mod progress;
+mod proofs;
 mod safety;
 mod sql;
 mod tokens;
@@ -43,6 +44,12 @@ use sqlx::{Any, AnyPool, Executor, Transaction};
 
 pub use error::{ConflictKind, JoinTokenRejection, StoreError, StoreErrorKind};
 pub use lock::PG_LOCK_KEY;
+pub use proofs::{NewProvingRequest, ProvingRequest, StoredProof};
+
+/// 64 hex digits (a challenge, an id) to 32 bytes.
+pub fn parse_challenge(s: &str) -> Option<[u8; 32]> {
+    sql::parse_hex32(s)
+}
 pub use safety::AtxSigning;
 pub use types::*;
 
@@ -201,17 +208,25 @@ impl Store {
             }
             pool_opts
         };
-        let pool = pool_options(max).connect(url).await.map_err(|e| StoreError::Connect {
-            target: target.clone(),
-            source: e,
-        })?;
+        let pool = pool_options(max)
+            .connect(url)
+            .await
+            .map_err(|e| StoreError::Connect {
+                target: target.clone(),
+                source: e,
+            })?;
         // SQLite has one writer at a time: give writes their own one-connection pool (see
         // `Store::writer`). An in-memory database has a single connection already.
         let writer = if backend == Backend::Sqlite && !in_memory {
-            Some(pool_options(1).connect(url).await.map_err(|e| StoreError::Connect {
-                target: target.clone(),
-                source: e,
-            })?)
+            Some(
+                pool_options(1)
+                    .connect(url)
+                    .await
+                    .map_err(|e| StoreError::Connect {
+                        target: target.clone(),
+                        source: e,
+                    })?,
+            )
         } else {
             None
         };

@@ -320,4 +320,68 @@ impl Store {
         tx.commit().await.map_err(StoreError::map(op))?;
         u64::try_from(n).map_err(|_| StoreError::corrupt("init_ranges", format!("negative sum {n}")))
     }
+
+    /// Forgets exactly the labels of `ranges` (identity-wide `[start, end)`, e.g. a verify job's
+    /// bad ranges) from the recorded progress: runs inside a range are deleted, runs across its
+    /// edges trimmed or split. One transaction. Returns the labels forgotten.
+    pub async fn remove_label_ranges(
+        &self,
+        identity_id: Uuid,
+        ranges: &[(u64, u64)],
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let op = "remove label ranges";
+        if let Some(&(a, b)) = ranges.iter().find(|(a, b)| b <= a) {
+            return Err(StoreError::invalid("ranges", format!("[{a}, {b}) is empty")));
+        }
+        let mut tx = self.begin_write(op).await?;
+        let mut forgotten = 0u64;
+        for &(start, end) in ranges {
+            let (s, e) = (to_i64("start", start)?, to_i64("end", end)?);
+            let rows = sqlx::query(&format!(
+                "SELECT file_index, start_label, end_label, job_id, fencing_token, updated_at FROM init_ranges \
+                 WHERE identity_id = $1 AND start_label < $3 AND end_label > $2 ORDER BY start_label{}",
+                self.for_update()
+            ))
+            .bind(identity_id.to_string())
+            .bind(s)
+            .bind(e)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(StoreError::map(op))?;
+            let runs = decode_all(rows, range_from_row)?;
+            for r in runs {
+                sqlx::query("DELETE FROM init_ranges WHERE identity_id = $1 AND start_label = $2")
+                    .bind(identity_id.to_string())
+                    .bind(to_i64("start", r.start_label)?)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::map(op))?;
+                let cut_start = r.start_label.max(start);
+                let cut_end = r.end_label.min(end);
+                forgotten += cut_end - cut_start;
+                for (a, b) in [(r.start_label, start), (end, r.end_label)] {
+                    if a >= b {
+                        continue;
+                    }
+                    sqlx::query(
+                        "INSERT INTO init_ranges (identity_id, start_label, end_label, file_index, job_id, \
+                         fencing_token, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(identity_id.to_string())
+                    .bind(to_i64("start", a)?)
+                    .bind(to_i64("end", b)?)
+                    .bind(to_i64("file index", r.file_index)?)
+                    .bind(r.job_id.to_string())
+                    .bind(r.fencing_token)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::map(op))?;
+                }
+            }
+        }
+        tx.commit().await.map_err(StoreError::map(op))?;
+        Ok(forgotten)
+    }
 }

@@ -463,3 +463,15 @@ pub struct AtxRecord {
     pub prev_atx: Option<[u8; 32]>,
     pub recorded_at: i64,
 }
+
+text_enum! {
+    /// Where a proving request is.
+    ProvingRequestState {
+        /// Waiting for a verified proof.
+        Pending = "pending",
+        /// A verified proof is stored.
+        Proved = "proved",
+        /// Given up (deadline passed or cancelled).
+        Failed = "failed",
+    }
+}

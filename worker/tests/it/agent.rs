@@ -157,6 +157,7 @@ fn leased(kind: &str, identity: &IdentityParams, spec: JobSpec) -> LeasedJob {
         spec,
         progress: None,
         pows: Vec::new(),
+        proof: None,
     }
 }
 
