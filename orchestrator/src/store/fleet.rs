@@ -33,14 +33,7 @@ where
 fn range_row(row: &AnyRow) -> Result<(Uuid, InitRange), StoreError> {
     Ok((
         sql::uuid(row, "identity_id")?,
-        InitRange {
-            file_index: sql::u64_col(row, "file_index")?,
-            start_label: sql::u64_col(row, "start_label")?,
-            end_label: sql::u64_col(row, "end_label")?,
-            job_id: sql::uuid(row, "job_id")?,
-            fencing_token: col(row, "fencing_token")?,
-            updated_at: col(row, "updated_at")?,
-        },
+        super::progress::range_from_row(row)?,
     ))
 }
 

@@ -29,7 +29,7 @@ fn file_from_row(row: &AnyRow) -> Result<IdentityFile, StoreError> {
     })
 }
 
-fn range_from_row(row: &AnyRow) -> Result<InitRange, StoreError> {
+pub(crate) fn range_from_row(row: &AnyRow) -> Result<InitRange, StoreError> {
     Ok(InitRange {
         file_index: sql::u64_col(row, "file_index")?,
         start_label: sql::u64_col(row, "start_label")?,

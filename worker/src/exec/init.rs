@@ -10,11 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use post::backend::{LabelBackend, LabelRequest, VrfCandidate};
-use post::data::{file_name, Layout};
+use post::data::file_name;
 use post::metadata::PostMetadata;
 use protocol::{IdentityParams, RangeDone};
 
-use super::{parse32, ExecError};
+use super::{checked_range, parse32, ExecError};
 
 /// One init job, resolved to a directory on this rig.
 #[derive(Debug, Clone)]
@@ -107,23 +107,7 @@ pub fn run_init(
     report: &mut dyn FnMut(RangeDone, Option<VrfCandidate>),
 ) -> Result<InitOutcome, ExecError> {
     let id = &task.identity;
-    let n = usize::try_from(id.scrypt_n).map_err(|_| ExecError::Invalid("scrypt_n".into()))?;
-    let layout = Layout::new(id.num_units, id.labels_per_unit, id.max_file_size)
-        .map_err(|e| ExecError::Invalid(e.to_string()))?;
-    if task.file_index >= layout.num_files() {
-        return Err(ExecError::Invalid(format!(
-            "file {} is outside the layout ({} files)",
-            task.file_index,
-            layout.num_files()
-        )));
-    }
-    let file_labels = layout.file_labels(task.file_index);
-    if task.start < file_labels.start || task.end > file_labels.end || task.start >= task.end {
-        return Err(ExecError::Invalid(format!(
-            "range [{}, {}) is not inside file {} [{}, {})",
-            task.start, task.end, task.file_index, file_labels.start, file_labels.end
-        )));
-    }
+    let (n, file_labels) = checked_range(id, task.file_index, task.start, task.end)?;
     let md = metadata_for(id)?;
     ensure_metadata(&task.dir, &md)?;
     let commitment = md.commitment();

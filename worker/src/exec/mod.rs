@@ -128,3 +128,31 @@ pub fn checkpoint<T: serde::de::DeserializeOwned>(progress: Option<&serde_json::
     }
     serde_json::from_value(c.clone()).ok()
 }
+
+/// Checks a job's label range against its identity's layout: the scrypt N as a `usize` and the
+/// labels of file `file_index`, or `Invalid` naming what is wrong (a file outside
+/// the layout, a range not inside its file or empty).
+pub(crate) fn checked_range(
+    id: &protocol::IdentityParams,
+    file_index: u64,
+    start: u64,
+    end: u64,
+) -> Result<(usize, std::ops::Range<u64>), ExecError> {
+    let n = usize::try_from(id.scrypt_n).map_err(|_| ExecError::Invalid("scrypt_n".into()))?;
+    let layout = post::data::Layout::new(id.num_units, id.labels_per_unit, id.max_file_size)
+        .map_err(|e| ExecError::Invalid(e.to_string()))?;
+    if file_index >= layout.num_files() {
+        return Err(ExecError::Invalid(format!(
+            "file {file_index} is outside the layout ({} files)",
+            layout.num_files()
+        )));
+    }
+    let file_labels = layout.file_labels(file_index);
+    if start < file_labels.start || end > file_labels.end || start >= end {
+        return Err(ExecError::Invalid(format!(
+            "range [{start}, {end}) is not inside file {file_index} [{}, {})",
+            file_labels.start, file_labels.end
+        )));
+    }
+    Ok((n, file_labels))
+}

@@ -15,11 +15,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use post::backend::{LabelBackend, LabelRequest};
-use post::data::{file_name, Layout, LABEL_SIZE};
+use post::data::{file_name, LABEL_SIZE};
 use protocol::{IdentityParams, LabelRange, VerifyResult};
 
 use super::init::metadata_for;
-use super::ExecError;
+use super::{checked_range, ExecError};
 
 /// Labels per chunk: the unit of sampling and of the bad ranges reported.
 pub const VERIFY_CHUNK: u64 = 4096;
@@ -79,23 +79,7 @@ pub fn run_verify(
     report: &mut dyn FnMut(u64, &VerifyResult),
 ) -> Result<VerifyResult, ExecError> {
     let id = &task.identity;
-    let n = usize::try_from(id.scrypt_n).map_err(|_| ExecError::Invalid("scrypt_n".into()))?;
-    let layout = Layout::new(id.num_units, id.labels_per_unit, id.max_file_size)
-        .map_err(|e| ExecError::Invalid(e.to_string()))?;
-    if task.file_index >= layout.num_files() {
-        return Err(ExecError::Invalid(format!(
-            "file {} is outside the layout ({} files)",
-            task.file_index,
-            layout.num_files()
-        )));
-    }
-    let file_labels = layout.file_labels(task.file_index);
-    if task.start < file_labels.start || task.end > file_labels.end || task.start >= task.end {
-        return Err(ExecError::Invalid(format!(
-            "range [{}, {}) is not inside file {} [{}, {})",
-            task.start, task.end, task.file_index, file_labels.start, file_labels.end
-        )));
-    }
+    let (n, file_labels) = checked_range(id, task.file_index, task.start, task.end)?;
     let commitment = metadata_for(id)?.commitment();
     let path = task.dir.join(file_name(task.file_index));
     // Labels the file holds: [file start, stored_end).
