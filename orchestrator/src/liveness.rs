@@ -1,19 +1,19 @@
 //! Worker liveness in memory, written to the store in batches.
 //!
 //! A fleet of 1,000 rigs heartbeating, plus reconnect storms after a network cut, must not cost one
-//! database write per heartbeat: a heartbeat without capabilities only records "seen at T" here,
-//! and [`Liveness::flush`] writes every pending time in one transaction (every second from the
+//! database write per heartbeat: a heartbeat records "seen at T" (and its new capabilities, if
+//! any) here, and [`Liveness::flush`] writes them all in one transaction (every second from the
 //! coordinator's flush task, and at the start of every reconcile pass, before silent workers are
 //! marked offline, so the store never calls a worker silent that was heard from).
 //!
 //! The worker states a heartbeat answers with are cached here too, loaded from the store on first
 //! use and dropped whenever this process changes a worker's state (drain, resume, removal,
 //! offline). Only one coordinator runs on a database (the store's exclusive lock), so no other
-//! process changes them behind this cache. A heartbeat from a worker the cache knows as offline (or
-//! with capabilities) is written through at once.
+//! process changes them behind this cache. A heartbeat from a worker the cache knows as offline is
+//! written through at once.
 //!
-//! What a crash loses: at most one flush interval of "seen at" times, which the next heartbeats
-//! restore; never a job, a range or a state change.
+//! What a crash loses: at most one flush interval of "seen at" times and capabilities, which the
+//! next heartbeats restore; never a job, a range or a state change.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

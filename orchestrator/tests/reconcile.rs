@@ -924,14 +924,25 @@ async fn snapshot_of_a_large_fleet() {
     let n = store.list_workers().await.expect("workers").len();
     println!("  list_workers: {n} rows {:?}", t.elapsed());
     let t = Instant::now();
-    let n = store.list_identities().await.expect("identities").len();
-    println!("  list_identities: {n} rows {:?}", t.elapsed());
+    let all: Vec<Uuid> = store
+        .list_identities()
+        .await
+        .expect("identities")
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    println!("  list_identities: {} rows {:?}", all.len(), t.elapsed());
     let t = Instant::now();
-    let n = store.list_all_identity_files().await.expect("files").len();
-    println!("  list_all_identity_files: {n} rows {:?}", t.elapsed());
+    let n = store.list_identity_file_revs().await.expect("revs").len();
+    println!("  list_identity_file_revs: {n} rows {:?}", t.elapsed());
     let t = Instant::now();
-    let n = store.list_all_init_ranges().await.expect("ranges").len();
-    println!("  list_all_init_ranges: {n} rows {:?}", t.elapsed());
+    let (files, ranges) = store.list_files_and_ranges_of(&all).await.expect("files");
+    println!(
+        "  list_files_and_ranges_of (the file cache's cold load): {} files, {} ranges {:?}",
+        files.len(),
+        ranges.len(),
+        t.elapsed()
+    );
     let t = Instant::now();
     let n = store
         .list_finished_jobs_since(&ids, &[JobKind::K2pow, JobKind::Prove], T0 - 3_600_000)

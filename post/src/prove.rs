@@ -490,17 +490,23 @@ impl PostData {
 
     /// 1 MiB batches in file order: (file, byte offset, length).
     fn batches(&self) -> Vec<(usize, u64, usize)> {
-        let mut out = Vec::new();
-        for (i, f) in self.files.iter().enumerate() {
-            let mut off = 0;
-            while off < f.size {
-                let len = (f.size - off).min(BATCH_SIZE as u64) as usize;
-                out.push((i, off, len));
-                off += len as u64;
-            }
-        }
-        out
+        batches_of(self.files.iter().map(|f| f.size))
     }
+}
+
+/// [`BATCH_SIZE`] batches of files of the given sizes, in file order: (file position, byte
+/// offset, length). Shared by this prover and `crate::reader`, so both scan the same batches.
+pub(crate) fn batches_of(sizes: impl IntoIterator<Item = u64>) -> Vec<(usize, u64, usize)> {
+    let mut out = Vec::new();
+    for (i, size) in sizes.into_iter().enumerate() {
+        let mut off = 0;
+        while off < size {
+            let len = (size - off).min(BATCH_SIZE as u64) as usize;
+            out.push((i, off, len));
+            off += len as u64;
+        }
+    }
+    out
 }
 
 #[cfg(unix)]

@@ -134,16 +134,7 @@ impl StripedData {
 
     /// 1 MiB batches in file order: (file, byte offset, length).
     fn batches(&self) -> Vec<(usize, u64, usize)> {
-        let mut out = Vec::new();
-        for (i, f) in self.files.iter().enumerate() {
-            let mut off = 0;
-            while off < f.size {
-                let len = (f.size - off).min(BATCH_SIZE as u64) as usize;
-                out.push((i, off, len));
-                off += len as u64;
-            }
-        }
-        out
+        crate::prove::batches_of(self.files.iter().map(|f| f.size))
     }
 }
 

@@ -93,33 +93,6 @@ impl Store {
         Ok(out)
     }
 
-    /// The file rows of every identity, by (identity, file index), with their recorded progress.
-    pub async fn list_all_identity_files(&self) -> Result<Vec<IdentityFile>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT f.identity_id, f.file_index, f.worker_id, f.disk_id, f.path, f.state, f.updated_at, \
-             CAST(COALESCE(r.done, 0) AS BIGINT) AS labels_done FROM identity_files f \
-             LEFT JOIN (SELECT identity_id, file_index, SUM(end_label - start_label) AS done \
-               FROM init_ranges GROUP BY identity_id, file_index) r \
-             ON r.identity_id = f.identity_id AND r.file_index = f.file_index \
-             ORDER BY f.identity_id, f.file_index",
-        )
-        .fetch_all(self.pool())
-        .await
-        .map_err(StoreError::map("list all identity files"))?;
-        decode_all(rows, |row| {
-            Ok(IdentityFile {
-                identity_id: sql::uuid(row, "identity_id")?,
-                file_index: sql::u64_col(row, "file_index")?,
-                worker_id: sql::opt_uuid(row, "worker_id")?,
-                disk_id: col(row, "disk_id")?,
-                path: col(row, "path")?,
-                state: sql::text_enum(row, "state")?,
-                labels_done: sql::u64_col(row, "labels_done")?,
-                updated_at: col(row, "updated_at")?,
-            })
-        })
-    }
-
     /// Every identity's id and files revision (bumped by triggers in the same transaction as any
     /// change of its file rows or recorded init ranges; migration 0002).
     pub async fn list_identity_file_revs(&self) -> Result<Vec<(Uuid, i64)>, StoreError> {
@@ -176,18 +149,6 @@ impl Store {
             ranges.extend(decode_all(rows, range_row)?);
         }
         Ok((files, ranges))
-    }
-
-    /// The recorded runs of done labels of every identity, by (identity, start).
-    pub async fn list_all_init_ranges(&self) -> Result<Vec<(Uuid, InitRange)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT identity_id, file_index, start_label, end_label, job_id, fencing_token, updated_at \
-             FROM init_ranges ORDER BY identity_id, start_label",
-        )
-        .fetch_all(self.pool())
-        .await
-        .map_err(StoreError::map("list all init ranges"))?;
-        decode_all(rows, range_row)
     }
 
     /// Places files `(file index, disk id)` of one identity on disks of `worker_id`, in one
