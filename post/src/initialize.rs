@@ -746,11 +746,19 @@ impl Run<'_> {
             let n = (self.call as u64).min(plan.target - pos);
             buf.resize((n * LABEL_SIZE) as usize, 0);
             let cands = self.compute(range.start + pos, &mut buf)?;
+            if self.offer(best_candidate(&cands)) {
+                // A resume keeps the labels it finds on disk without scanning them for candidates,
+                // so a candidate must be recorded before the labels that hold it are written: a
+                // kill between the two then leaves a recorded nonce whose labels are recomputed
+                // (the nonce belongs to the index, not to the bytes), never written labels whose
+                // candidate is lost.
+                self.save()?;
+                improved = true;
+            }
             f.write_all(&buf).map_err(io_err("appending labels to", path))?;
             pos += n;
             unsynced += n;
             self.labels_written += n;
-            improved |= self.offer(best_candidate(&cands));
             if improved
                 || pos == plan.target
                 || unsynced >= self.opts.batch_size as u64
@@ -766,7 +774,6 @@ impl Run<'_> {
                     labels_total: total,
                 });
                 if improved {
-                    self.save()?;
                     if let Some(b) = self.best {
                         (self.progress)(InitProgress::NonceFound(b));
                     }

@@ -375,6 +375,47 @@ fn stop_flag_then_resume_is_byte_identical() {
     assert_eq!(snapshot(t.path()), want);
 }
 
+/// A SIGKILL can land between the write of labels and the save of the nonce found in them; a
+/// resume keeps written labels without rescanning them, so the nonce must already be recorded.
+/// Simulated by a progress callback that panics at the first durable batch of every run (after
+/// the labels are on disk): restarted until complete, the directory equals an uninterrupted run.
+#[test]
+fn interrupted_after_every_batch_keeps_the_nonce() {
+    let opts = small_opts(2);
+    let (_full, want) = reference(&opts);
+    let md = PostMetadata::from_json(Path::new("m"), &want[METADATA_FILE]).expect("md");
+    let nonce = md.nonce.expect("the reference has a nonce");
+    assert!(
+        nonce < 400,
+        "the reference's nonce {nonce} lies past the data; pick a seed whose nonce is a stored label"
+    );
+    let t = tmp();
+    let mut runs = 0;
+    loop {
+        runs += 1;
+        assert!(runs < 100, "no progress after {runs} runs");
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            initialize(
+                t.path(),
+                &opts,
+                &cpu(),
+                &|e| {
+                    if matches!(e, InitProgress::Labels { .. }) {
+                        panic!("simulated kill after a durable batch");
+                    }
+                },
+                &AtomicBool::new(false),
+            )
+        }));
+        if let Ok(out) = r {
+            assert_eq!(out.expect("run").state, InitState::Complete);
+            break;
+        }
+    }
+    assert!(runs > 5, "only {runs} runs: the kill never landed mid-data");
+    assert_eq!(snapshot(t.path()), want);
+}
+
 #[test]
 fn file_ranges_merge_into_the_whole() {
     let opts = small_opts(3);
