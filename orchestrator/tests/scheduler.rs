@@ -1515,3 +1515,15 @@ fn regression_stealing_is_idempotent() {
     }
     assert_idempotent(&s, &p);
 }
+
+/// Found by the idempotence property (26 workers, 3 identities): after the plan is applied,
+/// planning again stole from a slow job.
+#[test]
+fn regression_stealing_after_apply_is_idempotent() {
+    let s = gen_snapshot(26, 3, 6_665_838_235_077_247_389);
+    let p = plan(&s);
+    if let Err(e) = check_all(&s, &p) {
+        panic!("{e}");
+    }
+    assert_idempotent(&s, &p);
+}

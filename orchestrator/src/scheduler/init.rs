@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use super::index::{dur_ms, sane, Index, Place};
+use super::index::{dur_ms, sane, Index};
 use super::jobs::{init_range, init_remaining, JobBook};
 use super::model::{Device, JobStatus, LabelRange, Placement};
 use super::output::{InitAssignment, Plan, Truncation};
@@ -122,7 +122,9 @@ pub(crate) fn plan(
     // 2. Write budget already used per physical device by kept live init jobs.
     let mut used = vec![0.0f64; idx.phys.len()];
     for (&(i, file), jobs) in &book.init_live {
-        if let Some(Place::Disk(d)) = idx.idents[i].files.get(file as usize).map(|f| f.place) {
+        // A file placed by this very plan counts as placed: planning the applied plan must see
+        // the same disk (and budget) this one does.
+        if let Some(d) = effective_disk(idx, newp, i, file) {
             for &j in jobs {
                 if let Some(w) = book.worker[j] {
                     used[idx.disks[d].phys] += idx.device_rate(w, &idx.jobs[j].device);
@@ -246,7 +248,7 @@ pub(crate) fn plan(
     let mut slow: Vec<(f64, usize, f64, f64)> = Vec::new(); // (time left, job, observed, expected)
     if busy.iter().any(|b| !b) {
         for (&(i, file), jobs) in &book.init_live {
-            let Some(Place::Disk(d)) = idx.idents[i].files.get(file as usize).map(|f| f.place) else {
+            let Some(d) = effective_disk(idx, newp, i, file) else {
                 continue;
             };
             if !idx.workers[idx.disks[d].worker].usable {
@@ -295,7 +297,7 @@ pub(crate) fn plan(
         let Some((file, s, e)) = init_range(idx, i, job) else {
             continue;
         };
-        let Some(Place::Disk(d)) = idx.idents[i].files.get(file as usize).map(|f| f.place) else {
+        let Some(d) = effective_disk(idx, newp, i, file) else {
             continue;
         };
         let p = idx.disks[d].phys;
