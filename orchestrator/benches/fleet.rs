@@ -28,7 +28,8 @@
 //! Environment: `FLEET_BENCH_WORKERS` (1000), `FLEET_BENCH_IDENTITIES` (10000),
 //! `FLEET_BENCH_CONCURRENCY` (64), `FLEET_BENCH_SECONDS` (20), `FLEET_BENCH_BACKENDS`
 //! ("sqlite,postgres"), `FLEET_BENCH_RATE` (total requests/s, paced; default: closed loop, as fast
-//! as answered), `FLEET_BENCH_LEASE_PERCENT` (10), `FLEET_BENCH_CAPS_EVERY` (10: every 10th
+//! as answered), `FLEET_BENCH_LEASE_RATE` (lease chains/s paced on their own, open loop, each in
+//! its own task; the clients then only heartbeat; default: none), `FLEET_BENCH_LEASE_PERCENT` (10), `FLEET_BENCH_CAPS_EVERY` (10: every 10th
 //! heartbeat of a worker carries its capabilities; 0: none does), `FLEET_BENCH_PLAN_RUNS` (3),
 //! `FLEET_BENCH_SETTLE_SECONDS` (900: the longest wait for the first plan), `FLEET_BENCH_SEED` (1).
 //!
@@ -79,6 +80,9 @@ struct Cfg {
     seconds: u64,
     backends: Vec<String>,
     rate: Option<f64>,
+    /// Lease chains per second, paced on their own (open loop) instead of a share of the clients'
+    /// operations.
+    lease_rate: Option<f64>,
     lease_percent: usize,
     caps_every: usize,
     plan_runs: usize,
@@ -110,6 +114,7 @@ impl Cfg {
             }
         }
         let rate: f64 = env_or("FLEET_BENCH_RATE", 0.0)?;
+        let lease_rate: f64 = env_or("FLEET_BENCH_LEASE_RATE", 0.0)?;
         let cfg = Cfg {
             workers: env_or("FLEET_BENCH_WORKERS", 1000)?,
             identities: env_or("FLEET_BENCH_IDENTITIES", 10_000)?,
@@ -117,6 +122,7 @@ impl Cfg {
             seconds: env_or("FLEET_BENCH_SECONDS", 20)?,
             backends,
             rate: (rate > 0.0).then_some(rate),
+            lease_rate: (lease_rate > 0.0).then_some(lease_rate),
             lease_percent: env_or("FLEET_BENCH_LEASE_PERCENT", 10)?,
             caps_every: env_or("FLEET_BENCH_CAPS_EVERY", 10)?,
             plan_runs: env_or("FLEET_BENCH_PLAN_RUNS", 3)?,
@@ -872,6 +878,8 @@ struct Tally {
     completed: u64,
     ranges_recorded: u64,
     bad_answers: u64,
+    /// Paced lease chains not started because too many were still in flight.
+    leases_dropped: u64,
 }
 
 impl Tally {
@@ -892,6 +900,7 @@ impl Tally {
         self.completed += o.completed;
         self.ranges_recorded += o.ranges_recorded;
         self.bad_answers += o.bad_answers;
+        self.leases_dropped += o.leases_dropped;
     }
 
     fn errors(&self, route: Option<Route>) -> u64 {
@@ -1041,6 +1050,49 @@ async fn lease_cycle(ctx: &LoadCtx, t: &mut Tally, sim: &Sim, since: Instant) {
             t.completed += 1;
         }
     }
+}
+
+/// Open-loop lease chains: one chain started every `1 / rate` seconds, each in its own task
+/// (a slow chain delays no other request), latency measured from its scheduled start; at most
+/// 512 in flight (the rest are counted as dropped).
+async fn lease_pacer(ctx: Arc<LoadCtx>, rate: f64) -> Tally {
+    let mut t = Tally::default();
+    if ctx.lessees.is_empty() {
+        return t;
+    }
+    let step = Duration::from_secs_f64(1.0 / rate);
+    let limit = Arc::new(tokio::sync::Semaphore::new(512));
+    let mut set = tokio::task::JoinSet::new();
+    let mut next = ctx.start;
+    while next < ctx.end {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
+        let since = next;
+        next += step;
+        let i = ctx.leases.fetch_add(1, Ordering::Relaxed) % ctx.lessees.len();
+        match Arc::clone(&limit).try_acquire_owned() {
+            Ok(permit) => {
+                let ctx = Arc::clone(&ctx);
+                set.spawn(async move {
+                    let mut t = Tally::default();
+                    lease_cycle(&ctx, &mut t, &ctx.sims[ctx.lessees[i]], since).await;
+                    drop(permit);
+                    t
+                });
+            }
+            Err(_) => t.leases_dropped += 1,
+        }
+        while let Some(done) = set.try_join_next() {
+            if let Ok(x) = done {
+                t.merge(x);
+            }
+        }
+    }
+    while let Some(done) = set.join_next().await {
+        if let Ok(x) = done {
+            t.merge(x);
+        }
+    }
+    t
 }
 
 async fn client_task(ctx: Arc<LoadCtx>, task: usize, tasks: usize) -> Tally {
@@ -1283,7 +1335,12 @@ async fn run_backend(cfg: &Cfg, backend: &str, url: String, data_dir: &Path) -> 
         http: http.clone(),
         sims: Arc::clone(&sims),
         lessees,
-        lease_percent: cfg.lease_percent,
+        // With a lease rate, leases are paced on their own and the clients only heartbeat.
+        lease_percent: if cfg.lease_rate.is_some() {
+            0
+        } else {
+            cfg.lease_percent
+        },
         caps_every: cfg.caps_every,
         ops: AtomicUsize::new(0),
         heartbeats: AtomicUsize::new(0),
@@ -1299,9 +1356,12 @@ async fn run_backend(cfg: &Cfg, backend: &str, url: String, data_dir: &Path) -> 
         proc_cpu_ticks(&pid).unwrap_or(0),
         proc_cpu_ticks("self").unwrap_or(0),
     );
-    let handles: Vec<_> = (0..cfg.concurrency)
+    let mut handles: Vec<_> = (0..cfg.concurrency)
         .map(|i| tokio::spawn(client_task(Arc::clone(&ctx), i, cfg.concurrency)))
         .collect();
+    if let Some(r) = cfg.lease_rate {
+        handles.push(tokio::spawn(lease_pacer(Arc::clone(&ctx), r)));
+    }
     let mut tally = Tally::default();
     for h in handles {
         tally.merge(h.await.context("a client task panicked")?);
@@ -1542,12 +1602,13 @@ fn report(cfg: &Cfg, outcomes: &mut [Outcome], skipped: &[String]) {
         );
         println!(
             "  leases: {} jobs leased, {} empty; {} completed, {} ranges recorded by progress reports; {} \
-             unreadable answers",
+             unreadable answers; {} paced chains dropped (too many in flight)",
             o.tally.leased,
             o.tally.empty_leases,
             o.tally.completed,
             o.tally.ranges_recorded,
-            o.tally.bad_answers
+            o.tally.bad_answers,
+            o.tally.leases_dropped
         );
         println!(
             "  CPU during the load: coordinator {:.0}%, load generator {:.0}% (100% = one core)",
@@ -1603,13 +1664,16 @@ fn main() -> Result<()> {
     println!("date: {}", command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]));
     println!(
         "fleet: {} workers, {} identities ({NUM_UNITS} units × 2^32 labels, 2^32-byte files: {} files \
-         each); load: {} clients for {} s, {}% leases, capabilities in {}{}; backends: {}",
+         each); load: {} clients for {} s, {}, capabilities in {}{}; backends: {}",
         cfg.workers,
         cfg.identities,
         u64::from(NUM_UNITS) * LABELS_PER_UNIT / (MAX_FILE_SIZE / 16),
         cfg.concurrency,
         cfg.seconds,
-        cfg.lease_percent,
+        match cfg.lease_rate {
+            Some(r) => format!("lease chains paced at {r:.0}/s on their own"),
+            None => format!("{}% leases", cfg.lease_percent),
+        },
         if cfg.caps_every == 0 {
             "no heartbeat".to_owned()
         } else {
