@@ -619,7 +619,7 @@ fn rig(w: usize, rng: &mut StdRng) -> Capabilities {
         init_enabled: false,
     };
     let n_disks = rng.gen_range(1..=4usize);
-    let disks = (0..n_disks)
+    let disks: Vec<DiskInfo> = (0..n_disks)
         .map(|k| {
             let capacity = rng.gen_range(16..=64u64) * TB;
             DiskInfo {
@@ -639,6 +639,8 @@ fn rig(w: usize, rng: &mut StdRng) -> Capabilities {
         version: "fleet-bench".to_owned(),
         gpus,
         cpu,
+        // Storage rigs take streamed labels, so GPU rigs without disks may initialize them.
+        stream_url: (!disks.is_empty()).then(|| format!("http://rig-{w:05}:7780")),
         disks,
         paused: false,
     }

@@ -79,6 +79,7 @@ fn fleet(n_workers: usize, n_identities: usize, seed: u64) -> Snapshot {
                 init_enabled: false,
             },
             disks,
+            stream_endpoint: true,
         });
     }
     let storage: Vec<usize> = (0..n_workers).filter(|w| w % 20 != 0).collect();

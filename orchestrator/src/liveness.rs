@@ -6,7 +6,7 @@
 //! coordinator's flush task, and at the start of every reconcile pass, before silent workers are
 //! marked offline, so the store never calls a worker silent that was heard from).
 //!
-//! The worker states a heartbeat answers with are cached here too, loaded from the store on first
+//! The worker states (and paused flags) a heartbeat answers with are cached here too, loaded from the store on first
 //! use and dropped whenever this process changes a worker's state (drain, resume, removal,
 //! offline). Only one coordinator runs on a database (the store's exclusive lock), so no other
 //! process changes them behind this cache. A heartbeat from a worker the cache knows as offline is
@@ -56,6 +56,8 @@ struct Inner {
     pending: HashMap<Uuid, Pending>,
     /// Known states (as in the store, plus pending heartbeats), by worker.
     states: HashMap<Uuid, WorkerState>,
+    /// Whether an operator paused the worker (as in the store), by worker.
+    paused: HashMap<Uuid, bool>,
     /// Fingerprint of each worker's devices, to tell a change of devices from a change of free
     /// space.
     shapes: HashMap<Uuid, u64>,
@@ -83,11 +85,22 @@ impl Liveness {
         self.lock().states.insert(worker, state);
     }
 
+    /// Whether `worker` is paused, if known.
+    pub fn paused(&self, worker: Uuid) -> Option<bool> {
+        self.lock().paused.get(&worker).copied()
+    }
+
+    /// Records the paused flag read from (or written to) the store.
+    pub fn set_paused(&self, worker: Uuid, paused: bool) {
+        self.lock().paused.insert(worker, paused);
+    }
+
     /// Forgets what is cached of `worker` (its state changed in the store); the next heartbeat
     /// reads it again.
     pub fn forget(&self, worker: Uuid) {
         let mut g = self.lock();
         g.states.remove(&worker);
+        g.paused.remove(&worker);
         g.shapes.remove(&worker);
     }
 

@@ -128,6 +128,8 @@ fn caps(gpu_labels_per_s: f64, disk: bool, randomx: f64) -> serde_json::Value {
             Vec::new()
         },
         paused: false,
+        // Storage rigs take streamed labels, so GPU rigs without disks may initialize them.
+        stream_url: disk.then(|| "http://127.0.0.1:7780".to_owned()),
     };
     serde_json::to_value(c).expect("capabilities")
 }

@@ -53,6 +53,7 @@ fn worker(id: &str, gpus: Vec<GpuState>, disks: Vec<DiskState>) -> WorkerState {
             ..CpuState::default()
         },
         disks,
+        stream_endpoint: true,
     }
 }
 
@@ -185,6 +186,60 @@ fn two_gpus_split_one_file_one_to_three() {
     }
     assert_eq!(p.summary.labels_missing, 4_000_000);
     assert_eq!(p.summary.labels_assigned, 4_000_000);
+    assert_idempotent(&s, &p);
+}
+
+/// A device computes for another worker's disk only when that worker serves a stream endpoint, and
+/// a worker's own idle device comes before a faster remote one when there is work for only one.
+#[test]
+fn remote_init_needs_a_stream_endpoint_and_local_devices_come_first() {
+    let storage = |stream: bool| {
+        let mut w = worker(
+            "store",
+            vec![gpu(0, 100.0)],
+            vec![disk("d0", "sda", 1 << 40, 200.0)],
+        );
+        w.stream_endpoint = stream;
+        w
+    };
+    let compute = worker("rented", vec![gpu(0, 1000.0)], vec![]);
+    // Little work (one minimum chunk): only one device gets it, the storage worker's own.
+    let small = || vec![identity("id", 1, 1000, IdentityPhase::Created)];
+    for stream in [false, true] {
+        let s = snapshot(vec![storage(stream), compute.clone()], small(), vec![]);
+        let p = plan(&s);
+        let got: Vec<(&str, &str)> = p
+            .init
+            .iter()
+            .map(|a| (a.worker_id.as_str(), a.target.worker_id.as_str()))
+            .collect();
+        assert_eq!(got, vec![("store", "store")], "stream endpoint: {stream}");
+        assert_idempotent(&s, &p);
+    }
+    // Plenty of work: with a stream endpoint both devices work, the faster one remotely; without,
+    // the remote device stays idle.
+    let big = || vec![identity("id", 1, 4_400_000, IdentityPhase::Created)];
+    let s = snapshot(vec![storage(true), compute.clone()], big(), vec![]);
+    let p = plan(&s);
+    let mut got: Vec<(&str, u64)> = p
+        .init
+        .iter()
+        .map(|a| (a.worker_id.as_str(), a.range.len()))
+        .collect();
+    got.sort();
+    assert_eq!(got, vec![("rented", 4_000_000), ("store", 400_000)]);
+    assert!(p.init.iter().all(|a| a.target.worker_id == "store"));
+    assert_idempotent(&s, &p);
+    let s = snapshot(vec![storage(false), compute], big(), vec![]);
+    let p = plan(&s);
+    let got: Vec<(&str, u64)> = p
+        .init
+        .iter()
+        .map(|a| (a.worker_id.as_str(), a.range.len()))
+        .collect();
+    // The idle remote device does not shrink the local one's share (the horizon, 4 h, does).
+    assert_eq!(got, vec![("store", 1_440_000)]);
+    assert_eq!(p.summary.idle_devices, 1);
     assert_idempotent(&s, &p);
 }
 
@@ -611,6 +666,8 @@ fn gen_snapshot(n_workers: usize, n_idents: usize, seed: u64) -> Snapshot {
                 init_enabled: rng.gen_bool(0.3),
             },
             disks,
+            // Not from `rng`: the fleets of fixed seeds stay what they were.
+            stream_endpoint: w % 3 != 0,
         });
     }
     // Some workers are online again but with their flags crossed.
@@ -970,6 +1027,15 @@ fn check_devices(s: &Snapshot, p: &Plan) -> Check {
     }
     for a in &p.init {
         let w = worker_of(s, &a.worker_id).expect("assigned worker exists");
+        if a.worker_id != a.target.worker_id {
+            let t = worker_of(s, &a.target.worker_id).expect("target worker exists");
+            prop_assert!(
+                t.stream_endpoint,
+                "{} computes for {}'s disk, which takes no streamed labels",
+                a.worker_id,
+                a.target.worker_id
+            );
+        }
         if let Device::Gpu { index } = a.device {
             let g = w
                 .gpus

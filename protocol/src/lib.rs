@@ -117,6 +117,11 @@ pub struct Capabilities {
     /// The operator paused this rig (it keeps its leases, takes nothing new).
     #[serde(default)]
     pub paused: bool,
+    /// Where this rig takes labels computed by other rigs for its disks (`smeshfleet worker
+    /// --stream-listen`, or `--stream-advertise` behind NAT): an `http://` or `https://` base URL.
+    /// Absent: only this rig's own devices initialize its disks (and workers that predate it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -266,6 +271,15 @@ impl Capabilities {
             rate(format!("capabilities.disks[{k}].read_mb_s"), d.read_mb_s)?;
             rate(format!("capabilities.disks[{k}].write_mb_s"), d.write_mb_s)?;
         }
+        if let Some(u) = &self.stream_url {
+            let scheme = u.starts_with("http://") || u.starts_with("https://");
+            if !scheme || u.len() > 2048 || u.chars().any(char::is_whitespace) {
+                return Err(FieldError::new(
+                    "capabilities.stream_url",
+                    "must be an http:// or https:// URL of at most 2048 characters",
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -388,6 +402,56 @@ pub struct LeasedJob {
     /// its own default. Absent in leases of coordinators that predate it (then the worker's).
     #[serde(default)]
     pub proof: Option<ProofParams>,
+    /// Init on another rig's disk (`spec.target.worker_id` is not the leasing worker): send the
+    /// labels there. Absent for every other job, and in leases of coordinators that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamGrant>,
+}
+
+/// Leave to send the labels of one init lease to the storage worker that owns the target disk.
+/// The token is valid for this lease (its fencing token) only; the coordinator keeps a hash.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamGrant {
+    /// The storage worker's stream endpoint (its `capabilities.stream_url`).
+    pub url: String,
+    /// Bearer token for the storage worker's chunk route.
+    pub token: String,
+}
+
+impl std::fmt::Debug for StreamGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamGrant")
+            .field("url", &self.url)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// `POST /api/v1/worker/stream/authorize`: a storage worker asks what a stream token it was
+/// shown allows.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamAuthorizeRequest {
+    pub token: String,
+}
+
+/// What a stream token allows: labels `range` of file `file_index` of this identity, written to
+/// disk `disk_id` of the asking worker, while lease `fencing_token` of the job holds. Public data
+/// only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamAuthorization {
+    pub job_id: Uuid,
+    pub fencing_token: i64,
+    /// The worker holding the lease (the one computing the labels).
+    pub compute_worker_id: Uuid,
+    pub identity: IdentityParams,
+    pub file_index: u32,
+    pub range: LabelRange,
+    pub disk_id: String,
+    /// Ask again after this long (the lease may be renewed, or lost).
+    pub valid_for_ms: u64,
 }
 
 /// The network's proof parameters (post's `ProofConfig`): K1, K2 and the k2pow difficulty of
@@ -485,6 +549,22 @@ pub struct FailRequest {
     /// With `retryable`: wait this long before the job may be leased again.
     #[serde(default)]
     pub retry_after_ms: Option<u64>,
+    /// An init job whose target disk is full: the coordinator records the disk's free space and
+    /// moves the files that disk cannot finish to other disks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_full: Option<DiskFull>,
+}
+
+/// A disk that has no room for the labels of a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiskFull {
+    /// The disk's id on the worker (the job's target disk).
+    pub disk_id: String,
+    /// Free bytes the worker measured on it.
+    pub free_bytes: u64,
+    /// Bytes the job still needed.
+    pub needed_bytes: u64,
 }
 
 /// The k2pow of one nonce group: `RandomX(pow || group || challenge[..8] || node id)` is below

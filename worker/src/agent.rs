@@ -155,7 +155,9 @@ pub fn lease_kinds(caps: &Capabilities, slot: Slot) -> Vec<String> {
     let mut kinds = Vec::new();
     match slot {
         Slot::Storage => {
-            if disks && label_device {
+            // Without a disk: init for other rigs' disks, streamed (the coordinator plans it
+            // only for storage workers that take streamed labels).
+            if label_device {
                 kinds.push("init".to_owned());
             }
             if disks {
@@ -421,10 +423,14 @@ async fn drive(ctx: &JobCtx, job: &LeasedJob, stop: Arc<AtomicBool>) -> Result<(
             let emit = |u: Update| {
                 let _ = tx.send(JobEvent::Progress(u));
             };
-            let out = prepare(&env, &caps, &job).and_then(|task| {
-                let proof = proof_config(&env.cfg.proof, &job)?;
-                execute(&env, &proof, task, &stop, &emit)
-            });
+            let out = match &job.stream {
+                // Init for another rig's disk: compute here, send the labels there.
+                Some(grant) => execute_streamed(&env, &job, grant, &stop, &emit),
+                None => prepare(&env, &caps, &job).and_then(|task| {
+                    let proof = proof_config(&env.cfg.proof, &job)?;
+                    execute(&env, &proof, task, &stop, &emit)
+                }),
+            };
             let _ = tx.send(JobEvent::Finished(out));
         });
     }
@@ -504,6 +510,7 @@ async fn drive(ctx: &JobCtx, job: &LeasedJob, stop: Arc<AtomicBool>) -> Result<(
                 },
                 retryable: e.is_retryable(),
                 retry_after_ms: if stopped { None } else { Some(30_000) },
+                disk_full: e.disk_full(),
             };
             ctx.client.fail(job.job_id, &req).await?;
         }
@@ -538,6 +545,13 @@ fn prepare(env: &Env, caps: &Capabilities, job: &LeasedJob) -> Result<Task, Exec
         JobKind::Init { file_index, range } => Task::Init(InitTask {
             identity: job.identity.clone(),
             dir: identity_dir(target_disk(caps, job)?, &job.identity.node_id),
+            disk_id: target_disk(caps, job)?.id.clone(),
+            disk_dir: PathBuf::from(&target_disk(caps, job)?.mount),
+            rig_dirs: caps
+                .disks
+                .iter()
+                .map(|d| identity_dir(d, &job.identity.node_id))
+                .collect(),
             file_index: u64::from(*file_index),
             start: range.start,
             end: range.end,
@@ -601,6 +615,50 @@ fn prepare(env: &Env, caps: &Capabilities, job: &LeasedJob) -> Result<Task, Exec
     })
 }
 
+/// An init job whose target disk is on another rig (the lease carries a stream grant): computes
+/// the labels on this rig's backend and sends every batch to the storage worker; a batch is
+/// reported only after the storage worker acked it (fsynced there).
+fn execute_streamed(
+    env: &Env,
+    job: &LeasedJob,
+    grant: &protocol::StreamGrant,
+    stop: &AtomicBool,
+    emit: &(dyn Fn(Update) + Sync),
+) -> Result<serde_json::Value, ExecError> {
+    use crate::stream::client::{run_streamed_init, ChunkSender, StreamedInit};
+    let JobKind::Init { file_index, range } = &job.spec.work else {
+        return Err(ExecError::Invalid(format!(
+            "a {} job with a stream grant",
+            job.kind
+        )));
+    };
+    let task = StreamedInit {
+        identity: job.identity.clone(),
+        file_index: u64::from(*file_index),
+        start: range.start,
+        end: range.end,
+        resume_from: resume_point(job),
+    };
+    let sender = ChunkSender::new(grant)?;
+    let rt = tokio::runtime::Handle::current();
+    let mut done = task.resume_from;
+    let mut report = |r: RangeDone, _best: Option<VrfCandidate>| {
+        done += r.end_label - r.start_label;
+        emit(Update {
+            done,
+            range: Some(r),
+            checkpoint: None,
+        });
+    };
+    let o = run_streamed_init(&task, env.backend.as_ref(), &sender, &rt, stop, &mut report)?;
+    Ok(serde_json::json!({
+        "labels_written": o.labels_written,
+        "streamed_to": grant.url,
+        "vrf_nonce": o.best.map(|b| serde_json::json!({
+            "index": b.index, "label32": hex::encode(b.label32)})),
+    }))
+}
+
 fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, ExecError> {
     serde_json::to_value(v).map_err(|e| ExecError::Invalid(format!("encoding the result: {e}")))
 }
@@ -653,6 +711,8 @@ fn execute(
                     tracing::warn!(error = %e, "could not record the VRF nonce in the local metadata");
                 }
             }
+            // The home directory gets the merged nonce (and any link still missing).
+            crate::exec::init::sync_home_logged(&task);
             Ok(serde_json::json!({
                 "labels_written": o.labels_written,
                 "vrf_nonce": o.best.map(|b| serde_json::json!({

@@ -176,4 +176,13 @@ impl Client {
         self.post("fail", &format!("/api/v1/worker/jobs/{job}/fail"), req)
             .await
     }
+
+    /// What a stream token a compute worker showed this (storage) worker allows.
+    pub async fn stream_authorize(&self, token: &str) -> Result<protocol::StreamAuthorization, ClientError> {
+        let req = protocol::StreamAuthorizeRequest {
+            token: token.to_owned(),
+        };
+        self.post("stream authorize", "/api/v1/worker/stream/authorize", &req)
+            .await
+    }
 }

@@ -49,6 +49,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/identities/{id}/export", post(identities::export))
         .route("/api/v1/identities/{id}/challenge", post(proving::challenge))
         .route("/api/v1/identities/{id}/proofs", get(proving::proofs))
+        .route(
+            "/api/v1/identities/{id}/proving-requests",
+            get(proving::proving_requests),
+        )
         .route("/api/v1/identities/{id}/verify", post(proving::verify))
         .route("/api/v1/workers", get(workers::list))
         .route(
@@ -62,6 +66,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/workers/{id}", get(workers::get).delete(workers::remove))
         .route("/api/v1/workers/{id}/drain", post(workers::drain))
         .route("/api/v1/workers/{id}/resume", post(workers::resume))
+        .route("/api/v1/workers/{id}/pause", post(workers::pause))
+        .route(
+            "/api/v1/workers/{id}/devices",
+            axum::routing::put(workers::set_devices),
+        )
         .route("/api/v1/jobs", get(jobs::list))
         .route("/api/v1/jobs/{id}", get(jobs::get))
         .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
@@ -77,6 +86,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/worker/enroll", post(worker_api::enroll))
         .route("/api/v1/worker/heartbeat", post(worker_api::heartbeat))
         .route("/api/v1/worker/lease", post(worker_api::lease))
+        .route(
+            "/api/v1/worker/stream/authorize",
+            post(worker_api::stream_authorize),
+        )
         .route("/api/v1/worker/jobs/{id}/progress", post(worker_api::progress))
         .route("/api/v1/worker/jobs/{id}/complete", post(worker_api::complete))
         .route("/api/v1/worker/jobs/{id}/fail", post(worker_api::fail))

@@ -36,6 +36,20 @@ pub fn proof_params(cfg: &ProofConfig) -> ProofParams {
     }
 }
 
+/// Expected RandomX hashes to find one nonce group's k2pow for one space unit under `cfg`:
+/// `2^256 / pow_difficulty` (the difficulty is divided by the identity's units, so an identity
+/// of `u` units needs `u` times as many). Mainnet: about 4690; the scheduler plans k2pow with it.
+pub fn k2pow_hashes_per_unit_group(cfg: &ProofConfig) -> f64 {
+    let d = cfg
+        .pow_difficulty
+        .iter()
+        .fold(0.0f64, |acc, &b| acc * 256.0 + f64::from(b));
+    if d <= 0.0 {
+        return f64::MAX;
+    }
+    (2.0f64.powi(256) / d).max(1.0)
+}
+
 /// The proof parameters `p` describes; the error names the bad field.
 pub fn proof_config(p: &ProofParams) -> Result<ProofConfig, protocol::FieldError> {
     let pow_difficulty = p.validate()?;
@@ -72,6 +86,8 @@ pub struct ProvingRequestView {
     pub first_nonce: u32,
     /// `pending`, `proved` or `failed`.
     pub state: String,
+    /// Why it failed (for example its deadline passed without a verified proof).
+    pub failure: Option<String>,
 }
 
 impl From<&ProvingRequest> for ProvingRequestView {
@@ -84,6 +100,7 @@ impl From<&ProvingRequest> for ProvingRequestView {
             deadline: r.deadline,
             first_nonce: r.first_nonce,
             state: r.state.as_str().to_owned(),
+            failure: r.failure.clone(),
         }
     }
 }
@@ -218,6 +235,22 @@ pub async fn proofs(
             .map(ProofView::try_from)
             .collect::<ApiResult<Vec<_>>>()?,
     ))
+}
+
+#[utoipa::path(get, path = "/api/v1/identities/{id}/proving-requests", tag = "identities",
+    params(("id" = Uuid, Path, description = "identity id")),
+    responses((status = 200, body = [ProvingRequestView], description = "newest epoch first"),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn proving_requests(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<ApiJson<Vec<ProvingRequestView>>> {
+    p.require(Role::Viewer)?;
+    state.store().get_identity(id).await?;
+    let all = state.store().list_proving_requests(id).await?;
+    Ok(ApiJson(all.iter().map(ProvingRequestView::from).collect()))
 }
 
 /// The nonce groups of a pass over nonces `[first_nonce, first_nonce + nonces)`.

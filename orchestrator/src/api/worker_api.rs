@@ -12,7 +12,7 @@ use uuid::Uuid;
 use protocol::{
     Capabilities, CompleteRequest, EnrollRequest, EnrollResponse, FailRequest, HeartbeatRequest,
     HeartbeatResponse, IdentityParams, JobSpec, LeaseRequest, LeaseResponse, LeasedJob, ProgressRequest,
-    ProgressResponse, RangeDone,
+    ProgressResponse, RangeDone, StreamAuthorization, StreamAuthorizeRequest,
 };
 
 use super::auth::Principal;
@@ -118,12 +118,13 @@ pub async fn heartbeat(
     let caps = req.capabilities.as_ref().map(validated).transpose()?;
     let now = now_ms();
     let live = &state.0.liveness;
-    let known = match live.state(id) {
-        Some(s) => s,
-        None => {
-            let s = state.store().get_worker(id).await?.state;
-            live.set_state(id, s);
-            s
+    let (known, mut paused) = match (live.state(id), live.paused(id)) {
+        (Some(s), Some(p)) => (s, p),
+        _ => {
+            let w = state.store().get_worker(id).await?;
+            live.set_state(id, w.state);
+            live.set_paused(id, w.paused);
+            (w.state, w.paused)
         }
     };
     // The common case costs no database write: the time (and new capabilities) are written with
@@ -138,6 +139,8 @@ pub async fn heartbeat(
     } else {
         let w = state.store().heartbeat(id, now, caps.as_ref()).await?;
         live.set_state(id, w.state);
+        live.set_paused(id, w.paused);
+        paused = w.paused;
         w.state
     };
     state
@@ -188,7 +191,7 @@ pub async fn heartbeat(
         drain: current == WorkerState::Draining,
         stop,
         heartbeat_interval_ms: state.0.config.heartbeat_interval_ms,
-        paused: false,
+        paused,
     }))
 }
 
@@ -301,6 +304,28 @@ pub async fn lease(
                 | protocol::JobKind::Verify { .. }
         )
         .then(|| super::proving::proof_params(&state.0.config.proof));
+        let stream = match stream_grant(&state, id, &spec, &job, l.fencing_token, now).await? {
+            Ok(g) => g,
+            Err(why) => {
+                // The target disk's worker takes no streamed labels (any more): hand the job back;
+                // the planner moves it to a device of that worker.
+                tracing::warn!(job_id = %job.id, why, "init job for another worker's disk cannot be streamed");
+                if let Err(e) = state
+                    .store()
+                    .return_lease(
+                        job.id,
+                        id,
+                        l.fencing_token,
+                        now.saturating_add(PROVE_WAIT_MS),
+                        now,
+                    )
+                    .await
+                {
+                    tracing::warn!(job_id = %job.id, error = %e, "could not hand back an init job without a stream");
+                }
+                continue;
+            }
+        };
         let ident = match identities.get(&job.identity_id) {
             Some(i) => i.clone(),
             None => {
@@ -320,9 +345,126 @@ pub async fn lease(
             progress: job.progress.clone(),
             pows,
             proof,
+            stream,
         });
     }
     Ok(ApiJson(LeaseResponse { jobs, lease_ms }))
+}
+
+/// An init job whose target disk is on another worker gets a stream grant: that worker's stream
+/// URL and a fresh token valid for this lease only (the store keeps its hash). `Ok(None)` for
+/// every other job; `Ok(Err(why))` when the target worker takes no streamed labels.
+async fn stream_grant(
+    state: &AppState,
+    worker: Uuid,
+    spec: &JobSpec,
+    job: &Job,
+    fencing_token: i64,
+    now: i64,
+) -> ApiResult<Result<Option<protocol::StreamGrant>, &'static str>> {
+    let (protocol::JobKind::Init { .. }, Some(target)) = (&spec.work, &spec.target) else {
+        return Ok(Ok(None));
+    };
+    if target.worker_id == worker.to_string() {
+        return Ok(Ok(None));
+    }
+    let Ok(target_id) = Uuid::parse_str(&target.worker_id) else {
+        return Ok(Err("the target worker id is not a UUID"));
+    };
+    let target_worker = match state.store().get_worker(target_id).await {
+        Ok(w) => w,
+        Err(e) if e.kind() == crate::store::StoreErrorKind::NotFound => {
+            return Ok(Err("the target worker is gone"))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let url = serde_json::from_value::<Capabilities>(target_worker.capabilities)
+        .ok()
+        .and_then(|c| c.stream_url);
+    let Some(url) = url else {
+        return Ok(Err("the target worker has no stream endpoint"));
+    };
+    let token = crate::secrets::generate_token();
+    let record = crate::store::StreamGrantRecord {
+        job_id: job.id,
+        fencing_token,
+        compute_worker_id: worker,
+        target_worker_id: target_id,
+        created_at: now,
+    };
+    state
+        .store()
+        .put_stream_grant(&record, blake3::hash(token.as_bytes()).as_bytes())
+        .await?;
+    Ok(Ok(Some(protocol::StreamGrant {
+        url,
+        token: token.as_str().to_owned(),
+    })))
+}
+
+/// How long a storage worker may rely on an authorization before it asks again.
+pub const STREAM_AUTHORIZATION_MS: u64 = 10_000;
+
+#[utoipa::path(post, path = "/api/v1/worker/stream/authorize", tag = "worker",
+    request_body = StreamAuthorizeRequest,
+    responses((status = 200, body = StreamAuthorization), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// A storage worker asks what a stream token a compute worker showed it allows: the labels of one
+/// init lease whose target disk is the asking worker's, while that lease holds. An unknown token,
+/// or one for another worker's disk, is 403 `stream_token_invalid`; the token of a lease that no
+/// longer holds (expired, reassigned, completed) is 409 `stale_lease`.
+pub async fn stream_authorize(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiJson(req): ApiJson<StreamAuthorizeRequest>,
+) -> ApiResult<ApiJson<StreamAuthorization>> {
+    let asking = worker_id(&p)?;
+    let invalid = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "stream_token_invalid",
+            "this stream token authorizes nothing on this worker",
+        )
+    };
+    if req.token.is_empty() || req.token.len() > 256 {
+        return Err(invalid());
+    }
+    let hash = blake3::hash(req.token.as_bytes());
+    let Some(grant) = state.store().find_stream_grant(hash.as_bytes()).await? else {
+        return Err(invalid());
+    };
+    if grant.target_worker_id != asking {
+        return Err(invalid());
+    }
+    let job = state.store().get_job(grant.job_id).await?;
+    let holds = job.state == JobState::Leased
+        && job.worker_id == Some(grant.compute_worker_id)
+        && job.fencing_token == grant.fencing_token;
+    if !holds {
+        return Err(ApiError::conflict(
+            "stale_lease",
+            "the lease this stream token was granted with no longer holds",
+        ));
+    }
+    let spec: JobSpec = serde_json::from_value(job.payload.clone()).map_err(ApiError::internal)?;
+    let (protocol::JobKind::Init { file_index, range }, Some(target)) = (spec.work, spec.target) else {
+        return Err(invalid());
+    };
+    if target.worker_id != asking.to_string() {
+        return Err(invalid());
+    }
+    let identity = identity_params(&state.store().get_identity(job.identity_id).await?);
+    Ok(ApiJson(StreamAuthorization {
+        job_id: job.id,
+        fencing_token: grant.fencing_token,
+        compute_worker_id: grant.compute_worker_id,
+        identity,
+        file_index,
+        range,
+        disk_id: target.disk_id,
+        valid_for_ms: STREAM_AUTHORIZATION_MS,
+    }))
 }
 
 /// Records init ranges under the lease; returns how many were new.
@@ -558,6 +700,32 @@ pub async fn complete(
                     .await;
             }
             tracing::warn!(identity = %done.identity_id, %job_id, forgotten, "verify found bad labels; they will be initialized again");
+            // A ready identity is initialized again (the planner computes missing labels only
+            // while an identity initializes); the lifecycle makes it ready when they are back.
+            if forgotten > 0 {
+                match state
+                    .store()
+                    .update_identity_state(
+                        done.identity_id,
+                        crate::store::IdentityState::Initializing,
+                        Some(crate::store::IdentityState::Ready),
+                        now_ms(),
+                    )
+                    .await
+                {
+                    Ok(_) => {
+                        state
+                            .event(
+                                "identity.state",
+                                &done.identity_id.to_string(),
+                                json!({"from": "ready", "to": "initializing", "reason": "verify found bad labels"}),
+                            )
+                            .await;
+                    }
+                    Err(crate::store::StoreError::Conflict { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
     }
     state.0.wake.notify_one();
@@ -639,12 +807,44 @@ pub async fn fail(
         retryable: req.retryable,
         retry_at,
     };
+    let disk_full = req.disk_full.clone();
+    if let Some(d) = &disk_full {
+        if d.disk_id.is_empty() || d.disk_id.len() > 256 {
+            return Err(ApiError::invalid_field("disk_full.disk_id", "1 to 256 bytes"));
+        }
+    }
     let job = state
         .store()
         .fail_job(job_id, worker, req.fencing_token, &failure, now)
         .await?;
     if job.kind == JobKind::Prove && job.state == JobState::Failed {
         state.metrics().proofs_failed.inc();
+    }
+    // A full disk: only an init job's own target disk, as the job's lease proved it ours.
+    if let Some(d) = disk_full.filter(|d| {
+        job.kind == JobKind::Init && job.payload["target"]["disk_id"].as_str() == Some(d.disk_id.as_str())
+    }) {
+        let moved = state
+            .store()
+            .record_disk_full(worker, &d.disk_id, d.free_bytes, now)
+            .await?;
+        tracing::warn!(
+            worker_id = %worker, disk_id = %d.disk_id, free_bytes = d.free_bytes,
+            needed_bytes = d.needed_bytes, files_moved = moved.files_moved.len(),
+            labels_forgotten = moved.labels_forgotten, "a worker's disk is full; its unfinished files move"
+        );
+        state
+            .event(
+                "disk.full",
+                &worker.to_string(),
+                json!({"worker_id": worker, "disk_id": d.disk_id, "free_bytes": d.free_bytes,
+                       "needed_bytes": d.needed_bytes, "job_id": job_id,
+                       "files_moved": moved.files_moved.iter()
+                           .map(|(i, k)| json!({"identity_id": i, "file_index": k}))
+                           .collect::<Vec<_>>(),
+                       "labels_forgotten": moved.labels_forgotten}),
+            )
+            .await;
     }
     state
         .event(

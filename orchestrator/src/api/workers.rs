@@ -11,7 +11,7 @@ use super::auth::{Principal, Role};
 use super::error::{ApiError, ApiJson, ApiPath, ApiResult, ErrorBody};
 use super::jobs::JobView;
 use super::state::{now_ms, AppState};
-use crate::store::{JobFilter, JobState, NewJoinToken, Worker, WorkerState};
+use crate::store::{DeviceSettings, JobFilter, JobState, NewJoinToken, Worker, WorkerState};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct WorkerView {
@@ -24,6 +24,37 @@ pub struct WorkerView {
     pub capabilities: Value,
     pub last_heartbeat_at: Option<i64>,
     pub created_at: i64,
+    /// Paused by an operator (`POST /api/v1/workers/{id}/pause`): it keeps what it holds and gets
+    /// nothing new until `/resume`.
+    pub paused: bool,
+    /// What an operator allows of the rig's devices (`PUT /api/v1/workers/{id}/devices`).
+    pub devices: WorkerDevices,
+}
+
+/// What an operator allows of a rig's devices, on top of what the rig itself allows
+/// (`smeshfleet worker --cpu-init`, `--gpus`): the planner uses a device only when both do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerDevices {
+    /// Whether the rig's CPU may compute labels (default true).
+    #[serde(default = "yes")]
+    pub cpu_init: bool,
+    /// GPUs, by their index on the rig, the planner must not use (at most 256, each below 1024).
+    #[serde(default)]
+    pub disabled_gpus: Vec<u32>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl From<&DeviceSettings> for WorkerDevices {
+    fn from(d: &DeviceSettings) -> Self {
+        WorkerDevices {
+            cpu_init: d.cpu_init,
+            disabled_gpus: d.disabled_gpus.clone(),
+        }
+    }
 }
 
 impl WorkerView {
@@ -46,6 +77,8 @@ impl From<&Worker> for WorkerView {
             capabilities: w.capabilities.clone(),
             last_heartbeat_at: w.last_heartbeat_at,
             created_at: w.created_at,
+            paused: w.paused,
+            devices: WorkerDevices::from(&w.device_settings),
         }
     }
 }
@@ -154,6 +187,7 @@ pub async fn drain(
     Ok(ApiJson(set_state(&state, &p, id, WorkerState::Draining).await?))
 }
 
+/// Resumes a paused or draining worker: it takes new work again.
 #[utoipa::path(post, path = "/api/v1/workers/{id}/resume", tag = "workers",
     params(("id" = Uuid, Path, description = "worker id")),
     responses((status = 200, body = WorkerView), (status = 404, body = ErrorBody),
@@ -165,7 +199,92 @@ pub async fn resume(
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<ApiJson<WorkerView>> {
     p.require(Role::Operator)?;
-    Ok(ApiJson(set_state(&state, &p, id, WorkerState::Online).await?))
+    let w = state.store().get_worker(id).await?;
+    let mut view = WorkerView::from(&w);
+    if w.paused {
+        view = set_paused(&state, &p, id, false).await?;
+    }
+    if w.state != WorkerState::Online {
+        view = set_state(&state, &p, id, WorkerState::Online).await?;
+    }
+    Ok(ApiJson(view))
+}
+
+/// Records the paused flag, tells the heartbeat cache, the event stream and the planner.
+async fn set_paused(state: &AppState, p: &Principal, id: Uuid, paused: bool) -> ApiResult<WorkerView> {
+    let w = state.store().set_worker_paused(id, paused, now_ms()).await?;
+    state.0.liveness.set_paused(id, w.paused);
+    state
+        .event(
+            "worker.paused",
+            &id.to_string(),
+            json!({"paused": paused, "by": p.name()}),
+        )
+        .await;
+    state.0.wake.notify_one();
+    Ok(WorkerView::from(&w))
+}
+
+/// Pauses a worker: it keeps running the jobs it holds and gets nothing new (its queued jobs go
+/// to other workers) until `/resume`. Kept across restarts of the coordinator and the worker.
+#[utoipa::path(post, path = "/api/v1/workers/{id}/pause", tag = "workers",
+    params(("id" = Uuid, Path, description = "worker id")),
+    responses((status = 200, body = WorkerView), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn pause(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<ApiJson<WorkerView>> {
+    p.require(Role::Operator)?;
+    let w = state.store().get_worker(id).await?;
+    if w.paused {
+        return Ok(ApiJson(WorkerView::from(&w)));
+    }
+    Ok(ApiJson(set_paused(&state, &p, id, true).await?))
+}
+
+/// Sets which of a rig's devices the planner may use. Jobs on a device turned off are cancelled
+/// (the worker is told to stop them) and planned elsewhere.
+#[utoipa::path(put, path = "/api/v1/workers/{id}/devices", tag = "workers", request_body = WorkerDevices,
+    params(("id" = Uuid, Path, description = "worker id")),
+    responses((status = 200, body = WorkerView), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn set_devices(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(req): ApiJson<WorkerDevices>,
+) -> ApiResult<ApiJson<WorkerView>> {
+    p.require(Role::Operator)?;
+    if req.disabled_gpus.len() > 256 {
+        return Err(ApiError::invalid_field("disabled_gpus", "at most 256 entries"));
+    }
+    let mut gpus = req.disabled_gpus.clone();
+    if let Some(k) = gpus.iter().position(|&g| g >= 1024) {
+        return Err(ApiError::invalid_field(
+            &format!("disabled_gpus[{k}]"),
+            "must be below 1024",
+        ));
+    }
+    gpus.sort_unstable();
+    gpus.dedup();
+    let settings = DeviceSettings {
+        cpu_init: req.cpu_init,
+        disabled_gpus: gpus,
+    };
+    let w = state.store().set_worker_devices(id, &settings, now_ms()).await?;
+    state
+        .event(
+            "worker.devices",
+            &id.to_string(),
+            json!({"cpu_init": settings.cpu_init, "disabled_gpus": settings.disabled_gpus, "by": p.name()}),
+        )
+        .await;
+    state.0.wake.notify_one();
+    Ok(ApiJson(WorkerView::live(&w, &state)))
 }
 
 /// Removes a worker for good: its credential stops working at once and its jobs are re-planned.

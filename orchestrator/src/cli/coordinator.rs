@@ -68,11 +68,14 @@ pub fn run(args: CoordinatorArgs) -> Result<ExitCode, CliError> {
         proof,
         ..ApiConfig::default()
     };
-    let reconcile = ReconcileConfig {
+    let mut reconcile = ReconcileConfig {
         interval: Duration::from_secs(args.reconcile_seconds),
         offline_after_ms: i64::try_from(api.heartbeat_interval_ms.saturating_mul(4)).unwrap_or(i64::MAX),
         ..ReconcileConfig::default()
     };
+    // The planner times k2pow (and so when a proving pass may start) by the pow difficulty in use.
+    reconcile.scheduler.k2pow_hashes_per_unit_group =
+        crate::api::proving::k2pow_hashes_per_unit_group(&proof);
     let opts = CoordinatorOptions {
         data_dir: args.data_dir,
         listen: args.listen,

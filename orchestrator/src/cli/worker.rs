@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,6 +14,7 @@ use post::pow::RandomXMode;
 use worker::agent::{self, AgentOptions};
 use worker::discovery::{self, DiscoveryOptions, GpuSelection};
 use worker::exec::ExecConfig;
+use worker::stream::{self, server::Authorizer, server::StreamServer};
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
@@ -37,6 +39,20 @@ pub struct WorkerArgs {
     /// Let the CPU compute labels (about 1000x slower than a GPU; on for rigs without one).
     #[arg(long)]
     pub cpu_init: bool,
+    /// Never let the CPU compute labels, even with `--gpus none` (a storage-only rig whose disks
+    /// other rigs initialize through `--stream-listen`).
+    #[arg(long, conflicts_with = "cpu_init")]
+    pub no_cpu_init: bool,
+    /// Take labels computed by other rigs for this rig's disks on this address (for example
+    /// 0.0.0.0:7780); they arrive in BLAKE3-checksummed batches under per-lease tokens the
+    /// coordinator checks. Off by default: without it only this rig's own devices initialize its
+    /// disks.
+    #[arg(long, value_name = "ADDR")]
+    pub stream_listen: Option<std::net::SocketAddr>,
+    /// The URL other rigs reach `--stream-listen` at, when it is not the listening address (NAT, a
+    /// TLS-terminating proxy): e.g. https://rig7.example:443.
+    #[arg(long, value_name = "URL", requires = "stream_listen")]
+    pub stream_advertise: Option<String>,
     /// The rig's name as operators see it (default: the host name).
     #[arg(long)]
     pub name: Option<String>,
@@ -74,7 +90,7 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode, CliError> {
         disks: args.disks.clone(),
         gpus,
         cpu_threads: args.cpu_threads,
-        cpu_init: args.cpu_init || no_gpu,
+        cpu_init: !args.no_cpu_init && (args.cpu_init || no_gpu),
         measure: !args.no_measure,
         measure_seconds: args.measure_seconds,
         disk_test_bytes: args.disk_test_mib << 20,
@@ -112,7 +128,57 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode, CliError> {
         },
         ..ExecConfig::default()
     };
-    rt.block_on(agent::run_with(opts, exec, super::coordinator::shutdown_signal()))
-        .map_err(|e| CliError::runtime(false, e))?;
+    let (stream_listen, stream_advertise) = (args.stream_listen, args.stream_advertise.clone());
+    rt.block_on(async move {
+        let mut opts = opts;
+        let server = match stream_listen {
+            None => None,
+            Some(addr) => {
+                if opts.capabilities.disks.is_empty() {
+                    anyhow::bail!("--stream-listen needs at least one --disk to store labels on");
+                }
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("listening on {addr} (--stream-listen)"))?;
+                let bound = listener.local_addr()?;
+                let url = match &stream_advertise {
+                    Some(u) => u.trim_end_matches('/').to_owned(),
+                    None if bound.ip().is_unspecified() => {
+                        format!("http://{}:{}", opts.name, bound.port())
+                    }
+                    None => format!("http://{bound}"),
+                };
+                opts.capabilities.stream_url = Some(url.clone());
+                opts.capabilities
+                    .validate()
+                    .map_err(|e| anyhow::anyhow!("--stream-advertise: {e}"))?;
+                let srv = Arc::new(StreamServer::new(
+                    Authorizer::Lazy {
+                        coordinator: opts.coordinator.clone(),
+                        data_dir: opts.data_dir.clone(),
+                    },
+                    opts.capabilities.disks.clone(),
+                ));
+                let stop = Arc::new(tokio::sync::Notify::new());
+                let stopped = stop.clone();
+                let task = tokio::spawn(stream::server::serve(listener, srv, async move {
+                    stopped.notified().await
+                }));
+                println!("smeshfleet stream endpoint on {bound}, advertised as {url}");
+                Some((stop, task))
+            }
+        };
+        let out = agent::run_with(opts, exec, super::coordinator::shutdown_signal()).await;
+        if let Some((stop, task)) = server {
+            stop.notify_one();
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "the stream endpoint failed"),
+                Err(e) => tracing::warn!(error = %e, "the stream endpoint task ended abnormally"),
+            }
+        }
+        out
+    })
+    .map_err(|e| CliError::runtime(false, e))?;
     Ok(ExitCode::SUCCESS)
 }

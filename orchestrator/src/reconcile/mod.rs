@@ -77,6 +77,7 @@ pub fn worker_state(
                 write_mb_s: d.write_mb_s,
             })
             .collect(),
+        stream_endpoint: caps.stream_url.is_some(),
     }
 }
 
@@ -424,6 +425,32 @@ impl Reconciler {
     /// One pass at `now_ms`; on success the plan becomes `latest`.
     pub async fn tick(&self, now_ms: i64) -> Result<(Arc<Plan>, ApplyReport), ReconcileError> {
         let mut inputs = self.inputs.read().await.clone();
+        // A request whose deadline passed without a verified proof fails (with its reason, and an
+        // event); its k2pow and prove jobs become obsolete.
+        let overdue = self
+            .store
+            .fail_overdue_proving_requests(now_ms)
+            .await
+            .map_err(store_err("fail overdue proving requests"))?;
+        if !overdue.is_empty() {
+            let events: Vec<(String, String, Value)> = overdue
+                .iter()
+                .map(|r| {
+                    tracing::warn!(identity = %r.identity_id, epoch = r.publish_epoch, "proving request failed: deadline passed");
+                    (
+                        "proving.failed".to_owned(),
+                        r.identity_id.to_string(),
+                        json!({"publish_epoch": r.publish_epoch, "challenge": hex::encode(r.challenge),
+                               "deadline": r.deadline, "first_nonce": r.first_nonce,
+                               "reason": r.failure}),
+                    )
+                })
+                .collect();
+            self.store
+                .append_events(&events, now_ms)
+                .await
+                .map_err(store_err("append events"))?;
+        }
         // Proving requests recorded through the API (durable across restarts); what the node
         // bridge gives for an identity takes precedence. One request per identity: the newest
         // pending epoch.

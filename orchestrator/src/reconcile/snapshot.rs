@@ -131,8 +131,14 @@ pub async fn build_snapshot_cached(
         let online = matches!(w.state, store::WorkerState::Online | store::WorkerState::Draining)
             && now_ms.saturating_sub(seen) <= cfg.offline_after_ms;
         let draining = w.state == store::WorkerState::Draining;
-        snap.workers
-            .push(worker_state(&caps, &w.id.to_string(), online, draining));
+        let mut ws = worker_state(&caps, &w.id.to_string(), online, draining);
+        // What an operator decided from the coordinator comes on top of what the rig reports.
+        ws.paused |= w.paused;
+        ws.cpu.init_enabled &= w.device_settings.cpu_init;
+        for g in &mut ws.gpus {
+            g.enabled &= w.device_settings.gpu_enabled(g.index);
+        }
+        snap.workers.push(ws);
     }
 
     // Jobs: live first, a finished row of the same id replaces the live one.

@@ -14,6 +14,11 @@
 //!   would be shorter than `min_chunk_labels` the job is cut at its progress and the devices share all
 //!   of the rest. Slow jobs are shortened, never cancelled: their device stays booked until it
 //!   reports, so planning again finds the same devices busy.
+//! * Remote init: a device may compute labels for another worker's disk only when that worker serves
+//!   a stream endpoint (the labels travel there in checksummed chunks). Local work comes first: idle
+//!   devices are first offered ranges of their own worker's disks (fastest first), and only the
+//!   devices still idle then take ranges of other workers' disks, so a rig computing for its own
+//!   disks is never displaced by a remote device when work is scarce.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -60,6 +65,13 @@ pub(crate) fn complement(lo: u64, hi: u64, mut cov: Vec<(u64, u64)>) -> Vec<(u64
 
 fn budget_ok(used: f64, cap: f64, rate: f64) -> bool {
     used <= 0.0 || used + rate <= cap * (1.0 + 1e-9)
+}
+
+/// Whether a device of worker `dev_worker` may write to disk `disk`: its own, or one whose worker
+/// takes streamed labels.
+fn may_write(idx: &Index, dev_worker: usize, disk: usize) -> bool {
+    let w = idx.disks[disk].worker;
+    w == dev_worker || idx.workers[w].st.stream_endpoint
 }
 
 pub(crate) fn plan(
@@ -185,9 +197,21 @@ pub(crate) fn plan(
             stolen_from: None,
         };
 
-    // 4. One range per idle device.
+    // 4. One range per idle device: first each device's own disks, then (for the devices still
+    //    idle) other workers' disks that take streamed labels.
     let assignable: u64 = segs.iter().map(|s| s.end - s.start).sum();
-    let speed: f64 = devs.iter().map(|d| d.rate).sum();
+    // Shares are split among the devices that can take some of the work: every device when some
+    // missing labels are on a disk that takes streamed labels, else those of workers with missing
+    // labels on their own disks.
+    let remote_ok = segs
+        .iter()
+        .any(|s| idx.workers[idx.disks[s.disk].worker].st.stream_endpoint);
+    let local_work: BTreeSet<usize> = segs.iter().map(|s| idx.disks[s.disk].worker).collect();
+    let speed: f64 = devs
+        .iter()
+        .filter(|d| remote_ok || local_work.contains(&d.worker))
+        .map(|d| d.rate)
+        .sum();
     let horizon_s = (cfg.init_horizon_ms.max(0) as f64) / 1000.0;
     let mut busy = vec![false; devs.len()];
     let mut assigned = 0u64;
@@ -199,18 +223,30 @@ pub(crate) fn plan(
         .iter()
         .filter_map(|(&p, q)| q.front().map(|&k| (k, p)))
         .collect();
-    for (k, dev) in devs.iter().enumerate() {
+    let order = [false, true]
+        .into_iter()
+        .flat_map(|remote| (0..devs.len()).map(move |k| (remote, k)));
+    for (remote, k) in order {
+        let dev = &devs[k];
         if heads.is_empty() {
             break;
+        }
+        if busy[k] {
+            continue;
         }
         let share = (assignable as f64 * dev.rate / speed)
             .min(horizon_s * dev.rate)
             .round();
         let quota = (share as u64).max(min_chunk);
-        let Some(&(s, p)) = heads
-            .iter()
-            .find(|&&(_, p)| budget_ok(used[p], idx.phys[p].write_labels_per_s, dev.rate))
-        else {
+        let Some(&(s, p)) = heads.iter().find(|&&(s, p)| {
+            let disk = segs[s].disk;
+            let fits = if remote {
+                may_write(idx, dev.worker, disk)
+            } else {
+                idx.disks[disk].worker == dev.worker
+            };
+            fits && budget_ok(used[p], idx.phys[p].write_labels_per_s, dev.rate)
+        }) else {
             continue;
         };
         let seg = &mut segs[s];
@@ -312,6 +348,9 @@ pub(crate) fn plan(
             let b = devs[k].rate;
             if b <= a {
                 break;
+            }
+            if !may_write(idx, devs[k].worker, d) {
+                continue;
             }
             if !budget_ok(used[p], idx.phys[p].write_labels_per_s, b) {
                 continue;

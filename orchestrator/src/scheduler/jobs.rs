@@ -290,7 +290,11 @@ fn verdict(idx: &Index, job: &JobState, w: Option<usize>, i: Option<usize>) -> O
                 return Some(CancelReason::DeviceMissing);
             }
         }
-        Device::Cpu => {}
+        Device::Cpu => {
+            if matches!(job.kind, JobKind::Init { .. }) && !worker.st.cpu.init_enabled {
+                return Some(CancelReason::DeviceDisabled);
+            }
+        }
     }
     let Some(i) = i else {
         return Some(CancelReason::IdentityUnknown);

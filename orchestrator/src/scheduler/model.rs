@@ -38,6 +38,10 @@ pub struct WorkerState {
     pub cpu: CpuState,
     #[serde(default)]
     pub disks: Vec<DiskState>,
+    /// The worker serves a label stream endpoint, so devices of other workers may initialize its
+    /// disks. Without one only its own devices do.
+    #[serde(default)]
+    pub stream_endpoint: bool,
 }
 
 impl WorkerState {

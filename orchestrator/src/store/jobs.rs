@@ -166,8 +166,8 @@ impl Store {
     /// oldest first. Each gets state `leased`, a lease until `now + lease_ms`, one more attempt and
     /// a new fencing token. Atomic: two workers leasing at once never get the same job.
     ///
-    /// Only an `online` worker gets jobs (a draining, offline or removed one gets none); an
-    /// unknown worker is `NotFound`.
+    /// Only an `online` worker that is not paused gets jobs (a draining, paused, offline or
+    /// removed one gets none); an unknown worker is `NotFound`.
     pub async fn lease_jobs(
         &self,
         worker_id: Uuid,
@@ -180,18 +180,18 @@ impl Store {
         if lease_ms <= 0 {
             return Err(StoreError::invalid("lease_ms", "must be positive"));
         }
-        let state: Option<String> = sqlx::query_scalar("SELECT state FROM workers WHERE id = $1")
+        let row = sqlx::query("SELECT state, paused FROM workers WHERE id = $1")
             .bind(worker_id.to_string())
             .fetch_optional(self.pool())
             .await
             .map_err(StoreError::map(op))?;
-        let Some(state) = state else {
+        let Some(row) = row else {
             return Err(StoreError::not_found("worker", worker_id));
         };
-        let state: WorkerState = state
-            .parse()
-            .map_err(|e: super::types::UnknownValue| StoreError::corrupt("workers.state", e.to_string()))?;
-        if state != WorkerState::Online || limit == 0 {
+        let state: WorkerState = sql::text_enum(&row, "state")?;
+        // A worker an operator paused keeps its leases and gets nothing new.
+        let paused = col::<i64>(&row, "paused")? != 0;
+        if state != WorkerState::Online || paused || limit == 0 {
             return Ok(Vec::new());
         }
 

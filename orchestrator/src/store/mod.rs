@@ -29,6 +29,7 @@ mod progress;
 mod proofs;
 mod safety;
 mod sql;
+mod stream;
 mod tokens;
 mod types;
 mod workers;
@@ -44,6 +45,7 @@ use sqlx::{Any, AnyPool, Executor, Transaction};
 
 pub use error::{ConflictKind, JoinTokenRejection, StoreError, StoreErrorKind};
 pub use lock::PG_LOCK_KEY;
+pub use progress::DiskFullOutcome;
 pub use proofs::{NewProvingRequest, ProvingRequest, StoredProof};
 
 /// 64 hex digits (a challenge, an id) to 32 bytes.
@@ -51,6 +53,7 @@ pub fn parse_challenge(s: &str) -> Option<[u8; 32]> {
     sql::parse_hex32(s)
 }
 pub use safety::AtxSigning;
+pub use stream::StreamGrantRecord;
 pub use types::*;
 
 use lock::CoordinatorLock;

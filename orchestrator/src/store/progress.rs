@@ -384,4 +384,142 @@ impl Store {
         tx.commit().await.map_err(StoreError::map(op))?;
         Ok(forgotten)
     }
+
+    /// A worker found disk `disk_id` full (an init job's write or its free-space check failed), in
+    /// one transaction:
+    ///
+    /// * the disk's `free_bytes` in the worker's stored capabilities becomes `free_bytes` (the
+    ///   worker's next capability refresh replaces it with what it measures then), so placement
+    ///   puts nothing more there;
+    /// * every file placed on that disk that is not complete is moved off it: its placement row
+    ///   and its recorded labels are deleted (the labels of a partly written file are given up: the
+    ///   disk has no room to finish it, and moving labels would need a copy that no job does), and
+    ///   its live init jobs are cancelled. The next round places the files anew, on the worker's
+    ///   other disks (an identity's files stay on one worker) or, for an identity with nothing left
+    ///   on the worker, on any worker. Complete files stay where they are.
+    ///
+    /// Idempotent: a second report of the same disk moves nothing more. An unknown worker is
+    /// `NotFound`.
+    pub async fn record_disk_full(
+        &self,
+        worker_id: Uuid,
+        disk_id: &str,
+        free_bytes: u64,
+        now: i64,
+    ) -> Result<DiskFullOutcome, StoreError> {
+        let op = "record disk full";
+        let mut tx = self.begin_write(op).await?;
+        let caps: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT capabilities FROM workers WHERE id = $1{}",
+            self.for_update()
+        ))
+        .bind(worker_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::map(op))?;
+        let caps = caps.ok_or_else(|| StoreError::not_found("worker", worker_id))?;
+        let mut caps: serde_json::Value =
+            serde_json::from_str(&caps).map_err(|e| StoreError::corrupt("capabilities", e.to_string()))?;
+        if let Some(disks) = caps.get_mut("disks").and_then(serde_json::Value::as_array_mut) {
+            for d in disks.iter_mut() {
+                if d.get("id").and_then(serde_json::Value::as_str) == Some(disk_id) {
+                    d["free_bytes"] = serde_json::Value::from(free_bytes);
+                }
+            }
+        }
+        sqlx::query("UPDATE workers SET capabilities = $2, updated_at = $3 WHERE id = $1")
+            .bind(worker_id.to_string())
+            .bind(sql::json_text(&caps))
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::map(op))?;
+
+        let rows = sqlx::query(
+            "SELECT f.identity_id, f.file_index, i.num_units, i.labels_per_unit, i.max_file_size, \
+               CAST(COALESCE((SELECT SUM(r.end_label - r.start_label) FROM init_ranges r \
+                 WHERE r.identity_id = f.identity_id AND r.file_index = f.file_index), 0) AS BIGINT) \
+                 AS labels_done \
+             FROM identity_files f JOIN identities i ON i.id = f.identity_id \
+             WHERE f.worker_id = $1 AND f.disk_id = $2 ORDER BY f.identity_id, f.file_index",
+        )
+        .bind(worker_id.to_string())
+        .bind(disk_id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(StoreError::map(op))?;
+        let mut out = DiskFullOutcome::default();
+        for row in rows {
+            let identity_id = sql::uuid(&row, "identity_id")?;
+            let file_index = sql::u64_col(&row, "file_index")?;
+            let num_units: i64 = col(&row, "num_units")?;
+            let labels_per_unit = sql::u64_col(&row, "labels_per_unit")?;
+            let max_file_size = sql::u64_col(&row, "max_file_size")?;
+            let done = sql::u64_col(&row, "labels_done")?;
+            let layout = Layout::new(
+                u32::try_from(num_units)
+                    .map_err(|_| StoreError::corrupt("num_units", num_units.to_string()))?,
+                labels_per_unit,
+                max_file_size,
+            )
+            .map_err(|e| StoreError::corrupt("identity size", e.to_string()))?;
+            let labels = layout.file_labels(file_index);
+            if done >= labels.end - labels.start {
+                continue;
+            }
+            let k = to_i64("file index", file_index)?;
+            sqlx::query("DELETE FROM init_ranges WHERE identity_id = $1 AND file_index = $2")
+                .bind(identity_id.to_string())
+                .bind(k)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::map(op))?;
+            sqlx::query("DELETE FROM identity_files WHERE identity_id = $1 AND file_index = $2")
+                .bind(identity_id.to_string())
+                .bind(k)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::map(op))?;
+            let jobs = sqlx::query(
+                "SELECT id, payload FROM jobs WHERE identity_id = $1 AND kind = 'init' \
+                 AND state IN ('queued', 'leased')",
+            )
+            .bind(identity_id.to_string())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(StoreError::map(op))?;
+            for j in jobs {
+                let payload = sql::json(&j, "payload")?;
+                if payload["work"]["file_index"].as_u64() != Some(file_index) {
+                    continue;
+                }
+                let id: String = col(&j, "id")?;
+                sqlx::query(
+                    "UPDATE jobs SET state = 'cancelled', lease_expires_at = NULL, updated_at = $2 \
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::map(op))?;
+                out.jobs_cancelled += 1;
+            }
+            out.labels_forgotten += done;
+            out.files_moved.push((identity_id, file_index));
+        }
+        tx.commit().await.map_err(StoreError::map(op))?;
+        Ok(out)
+    }
+}
+
+/// What [`Store::record_disk_full`] changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiskFullOutcome {
+    /// `(identity, file index)` of every file moved off the disk.
+    pub files_moved: Vec<(Uuid, u64)>,
+    /// Recorded labels of those files given up (partly written files).
+    pub labels_forgotten: u64,
+    /// Live init jobs of those files cancelled.
+    pub jobs_cancelled: u64,
 }

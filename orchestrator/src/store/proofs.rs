@@ -24,6 +24,8 @@ pub struct ProvingRequest {
     pub first_nonce: u32,
     pub state: ProvingRequestState,
     pub updated_at: i64,
+    /// Why the request failed (`state` failed), for example a deadline passed.
+    pub failure: Option<String>,
 }
 
 /// What [`Store::create_proving_request`] records.
@@ -49,7 +51,7 @@ pub struct StoredProof {
 }
 
 const REQ_COLS: &str =
-    "identity_id, publish_epoch, challenge, known_at, deadline, first_nonce, state, updated_at";
+    "identity_id, publish_epoch, challenge, known_at, deadline, first_nonce, state, updated_at, failure";
 const PROOF_COLS: &str = "identity_id, publish_epoch, challenge, proof, nonce, job_id, verified_at";
 
 fn request_from_row(row: &AnyRow) -> Result<ProvingRequest, StoreError> {
@@ -62,6 +64,7 @@ fn request_from_row(row: &AnyRow) -> Result<ProvingRequest, StoreError> {
         first_nonce: sql::u32_col(row, "first_nonce")?,
         state: sql::text_enum(row, "state")?,
         updated_at: col(row, "updated_at")?,
+        failure: col(row, "failure")?,
     })
 }
 
@@ -113,7 +116,7 @@ impl Store {
             return Ok((req, false));
         }
         let row = sqlx::query(&format!(
-            "INSERT INTO proving_requests ({REQ_COLS}) VALUES ($1, $2, $3, $4, $5, 0, 'pending', $6) \
+            "INSERT INTO proving_requests ({REQ_COLS}) VALUES ($1, $2, $3, $4, $5, 0, 'pending', $6, NULL) \
              RETURNING {REQ_COLS}"
         ))
         .bind(new.identity_id.to_string())
@@ -162,6 +165,36 @@ impl Store {
         .await
         .map_err(StoreError::map("list pending proving requests"))?;
         decode_all(rows, request_from_row)
+    }
+
+    /// Every request of an identity (pending, proved or failed), newest epoch first.
+    pub async fn list_proving_requests(&self, identity_id: Uuid) -> Result<Vec<ProvingRequest>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {REQ_COLS} FROM proving_requests WHERE identity_id = $1 ORDER BY publish_epoch DESC"
+        ))
+        .bind(identity_id.to_string())
+        .fetch_all(self.pool())
+        .await
+        .map_err(StoreError::map("list proving requests"))?;
+        decode_all(rows, request_from_row)
+    }
+
+    /// Marks failed every pending request whose deadline is at or before `now` (no proof of it
+    /// was verified in time), with the reason; returns them as they are now. A proof verified
+    /// later for one of them is not stored.
+    pub async fn fail_overdue_proving_requests(&self, now: i64) -> Result<Vec<ProvingRequest>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "UPDATE proving_requests SET state = 'failed', updated_at = $1, \
+             failure = 'the deadline passed without a verified proof' \
+             WHERE state = 'pending' AND deadline <= $1 RETURNING {REQ_COLS}"
+        ))
+        .bind(now)
+        .fetch_all(self.writer())
+        .await
+        .map_err(StoreError::map("fail overdue proving requests"))?;
+        let mut out = decode_all(rows, request_from_row)?;
+        out.sort_by_key(|r| (r.identity_id, r.publish_epoch));
+        Ok(out)
     }
 
     /// The pending request of `identity_id` for `challenge` (the newest epoch if several).

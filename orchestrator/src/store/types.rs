@@ -242,6 +242,49 @@ pub struct Worker {
     pub last_heartbeat_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Paused by an operator: keeps what it holds, gets nothing new (migration 0004).
+    pub paused: bool,
+    /// Devices an operator turned off from the coordinator (migration 0004).
+    pub device_settings: DeviceSettings,
+}
+
+/// What an operator allows of a rig's devices from the coordinator (`PUT
+/// /api/v1/workers/{id}/devices`), on top of what the rig itself allows (`--cpu-init`, `--gpus`):
+/// a device is used only when both allow it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceSettings {
+    /// Whether the rig's CPU may compute labels.
+    #[serde(default = "DeviceSettings::yes")]
+    pub cpu_init: bool,
+    /// GPUs (by index on the rig) the planner must not use, ascending.
+    #[serde(default)]
+    pub disabled_gpus: Vec<u32>,
+}
+
+impl DeviceSettings {
+    fn yes() -> bool {
+        true
+    }
+
+    /// Whether the settings leave every device as the rig reports it.
+    pub fn is_default(&self) -> bool {
+        self.cpu_init && self.disabled_gpus.is_empty()
+    }
+
+    /// Whether GPU `index` may be used.
+    pub fn gpu_enabled(&self, index: u32) -> bool {
+        self.disabled_gpus.binary_search(&index).is_err()
+    }
+}
+
+impl Default for DeviceSettings {
+    fn default() -> Self {
+        DeviceSettings {
+            cpu_init: true,
+            disabled_gpus: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,10 +6,11 @@ use uuid::Uuid;
 
 use super::error::{ConflictKind, JoinTokenRejection, StoreError};
 use super::sql::{self, col};
-use super::types::{JoinToken, NewJoinToken, NewWorker, Worker, WorkerState};
+use super::types::{DeviceSettings, JoinToken, NewJoinToken, NewWorker, Worker, WorkerState};
 use super::{decode_all, Store};
 
-const COLS: &str = "id, name, state, capabilities, last_heartbeat_at, created_at, updated_at";
+const COLS: &str =
+    "id, name, state, capabilities, last_heartbeat_at, created_at, updated_at, paused, device_settings";
 const TOKEN_COLS: &str = "id, name, role, expires_at, created_at, used_at, used_by";
 
 fn from_row(row: &AnyRow) -> Result<Worker, StoreError> {
@@ -21,6 +22,13 @@ fn from_row(row: &AnyRow) -> Result<Worker, StoreError> {
         last_heartbeat_at: col(row, "last_heartbeat_at")?,
         created_at: col(row, "created_at")?,
         updated_at: col(row, "updated_at")?,
+        paused: col::<i64>(row, "paused")? != 0,
+        device_settings: match col::<Option<String>>(row, "device_settings")? {
+            None => DeviceSettings::default(),
+            Some(s) => {
+                serde_json::from_str(&s).map_err(|e| StoreError::corrupt("device_settings", e.to_string()))?
+            }
+        },
     })
 }
 
@@ -177,6 +185,73 @@ impl Store {
                 self.get_worker(id).await?;
                 Err(StoreError::conflict(
                     "set worker state",
+                    ConflictKind::InvalidTransition,
+                    format!("worker {id} was removed"),
+                ))
+            }
+        }
+    }
+
+    /// Pauses (`true`) or resumes a worker: a paused worker keeps what it holds and gets nothing
+    /// new. A removed worker is an `InvalidTransition`.
+    pub async fn set_worker_paused(&self, id: Uuid, paused: bool, now: i64) -> Result<Worker, StoreError> {
+        let row = sqlx::query(&format!(
+            "UPDATE workers SET paused = $2, updated_at = $3 WHERE id = $1 AND state <> 'removed' \
+             RETURNING {COLS}"
+        ))
+        .bind(id.to_string())
+        .bind(i64::from(paused))
+        .bind(now)
+        .fetch_optional(self.writer())
+        .await
+        .map_err(StoreError::map("set worker paused"))?;
+        self.updated_or_removed(row, id, "set worker paused").await
+    }
+
+    /// Replaces what an operator allows of a worker's devices. A removed worker is an
+    /// `InvalidTransition`.
+    pub async fn set_worker_devices(
+        &self,
+        id: Uuid,
+        settings: &DeviceSettings,
+        now: i64,
+    ) -> Result<Worker, StoreError> {
+        const OP: &str = "set worker devices";
+        let text = if settings.is_default() {
+            None
+        } else {
+            Some(
+                serde_json::to_string(settings)
+                    .map_err(|e| StoreError::invalid("device_settings", e.to_string()))?,
+            )
+        };
+        let row = sqlx::query(&format!(
+            "UPDATE workers SET device_settings = $2, updated_at = $3 WHERE id = $1 AND state <> 'removed' \
+             RETURNING {COLS}"
+        ))
+        .bind(id.to_string())
+        .bind(text)
+        .bind(now)
+        .fetch_optional(self.writer())
+        .await
+        .map_err(StoreError::map(OP))?;
+        self.updated_or_removed(row, id, OP).await
+    }
+
+    /// The worker an UPDATE returned, else NotFound or (it exists, so it was removed) an
+    /// `InvalidTransition`.
+    async fn updated_or_removed(
+        &self,
+        row: Option<AnyRow>,
+        id: Uuid,
+        op: &'static str,
+    ) -> Result<Worker, StoreError> {
+        match row {
+            Some(r) => from_row(&r),
+            None => {
+                self.get_worker(id).await?;
+                Err(StoreError::conflict(
+                    op,
                     ConflictKind::InvalidTransition,
                     format!("worker {id} was removed"),
                 ))

@@ -191,6 +191,7 @@ pub fn discover_with(opts: &DiscoveryOptions, gpus: &GpuProbe) -> Result<Capabil
         cpu,
         disks: disks.into_iter().map(|d| d.info).collect(),
         paused: false,
+        stream_url: None,
     })
 }
 

@@ -5,6 +5,7 @@
 pub mod init;
 pub mod k2pow;
 pub mod prove;
+pub mod stripe;
 pub mod verify;
 
 use post::pow::{PowError, RandomXMode};
@@ -26,6 +27,19 @@ pub enum ExecError {
         path: std::path::PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    /// The target disk has no room for the job's labels (checked before writing, or `ENOSPC`).
+    /// Not retryable on that disk: the coordinator moves the files it cannot finish elsewhere.
+    #[error(
+        "disk {disk_id} ({}) is full: {free_bytes} bytes free, {needed_bytes} bytes needed for {detail}",
+        disk.display()
+    )]
+    DiskFull {
+        disk_id: String,
+        disk: std::path::PathBuf,
+        free_bytes: u64,
+        needed_bytes: u64,
+        detail: String,
     },
     #[error("computing labels: {0}")]
     Backend(#[from] post::backend::BackendError),
@@ -66,13 +80,32 @@ impl ExecError {
     /// size (it must be initialized again first) do not.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ExecError::Invalid(_) => false,
+            ExecError::Invalid(_) | ExecError::DiskFull { .. } => false,
             ExecError::Pow(e) => matches!(e, PowError::RandomX(_) | PowError::Other(_)),
             ExecError::Prove(e) => matches!(
                 e,
                 ProveError::Io { .. } | ProveError::ThreadPool(_) | ProveError::Pow { .. }
             ),
             _ => true,
+        }
+    }
+}
+
+impl ExecError {
+    /// The report a disk-full failure carries to the coordinator.
+    pub fn disk_full(&self) -> Option<protocol::DiskFull> {
+        match self {
+            ExecError::DiskFull {
+                disk_id,
+                free_bytes,
+                needed_bytes,
+                ..
+            } => Some(protocol::DiskFull {
+                disk_id: disk_id.clone(),
+                free_bytes: *free_bytes,
+                needed_bytes: *needed_bytes,
+            }),
+            _ => None,
         }
     }
 }

@@ -158,6 +158,7 @@ fn leased(kind: &str, identity: &IdentityParams, spec: JobSpec) -> LeasedJob {
         progress: None,
         pows: Vec::new(),
         proof: None,
+        stream: None,
     }
 }
 
