@@ -13,7 +13,9 @@
 //! The overhead of coordination is `1 - fleet rate / reference rate`; the goal is under 5%.
 //!
 //! Environment: `FLEET_INIT_UNITS` (4), `FLEET_INIT_LABELS_PER_UNIT` (32768), `FLEET_INIT_FILE_LABELS`
-//! (16384 labels per file), `FLEET_INIT_SCRYPT_N` (8192, mainnet), `FLEET_INIT_WORKERS` ("1,2,3").
+//! (16384 labels per file), `FLEET_INIT_SCRYPT_N` (8192, mainnet), `FLEET_INIT_WORKERS` ("1,2,3"),
+//! `FLEET_INIT_STREAM` (0; 1: every worker runs `--stream-listen 127.0.0.1:0`, so that workers
+//! without the identity's files stream their labels to the one with them).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -45,6 +47,7 @@ struct Cfg {
     file_labels: u64,
     scrypt_n: u32,
     workers: Vec<usize>,
+    stream: bool,
 }
 
 /// A child process killed when dropped (a failed run leaves nothing behind).
@@ -214,6 +217,13 @@ async fn fleet(cfg: &Cfg, k: usize, dir: &Path) -> Result<Duration> {
                     "--cpu-threads",
                     &threads.to_string(),
                 ])
+                // With `FLEET_INIT_STREAM=1` every rig takes streamed labels, so that all CPUs can
+                // work on an identity whose files the planner keeps on one rig.
+                .args(if cfg.stream {
+                    &["--stream-listen", "127.0.0.1:0"][..]
+                } else {
+                    &[][..]
+                })
                 .args([
                     "--measure-seconds",
                     "1",
@@ -289,6 +299,7 @@ fn main() -> Result<()> {
         labels_per_unit: env_or("FLEET_INIT_LABELS_PER_UNIT", 32768)?,
         file_labels: env_or("FLEET_INIT_FILE_LABELS", 16384)?,
         scrypt_n: env_or("FLEET_INIT_SCRYPT_N", 8192)?,
+        stream: env_or("FLEET_INIT_STREAM", 0u8)? != 0,
         workers: workers
             .split(',')
             .map(|s| {
@@ -307,6 +318,10 @@ fn main() -> Result<()> {
         .output()?;
     println!("# smeshfleet fleet init benchmark");
     println!();
+    println!(
+        "streaming between the workers: {}",
+        if cfg.stream { "on (--stream-listen)" } else { "off" }
+    );
     println!(
         "date: {}; {} cores; identity: {} units x {} labels = {labels} labels ({} files of {} labels), scrypt N = {}",
         String::from_utf8_lossy(&date.stdout).trim(),
