@@ -10,13 +10,17 @@
 //! - a disk that is full when its init job starts fails the job naming the disk, and the
 //!   coordinator moves the identity's files to the worker's other disk.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+#[path = "support/process.rs"]
+mod process;
+
+use process::{free_port, read, spawn_until, stop, Guard};
 
 const BIN: &str = env!("CARGO_BIN_EXE_smeshfleet");
 const ADMIN: &str = "e2e-admin-token-0123456789abcdef";
@@ -26,83 +30,15 @@ const LISTENING: &str = "smeshfleet coordinator listening on ";
 const SCRYPT_N: u32 = 512;
 const LABELS_PER_UNIT: u64 = 4096;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// A child process that is killed if the test panics before stopping it.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-impl Guard {
-    fn sigkill(&mut self) {
-        self.0.kill().expect("SIGKILL");
-        let _ = self.0.wait();
-    }
-
-    fn signal(&self, sig: &str) {
-        let s = Command::new("kill")
-            .args([sig, &self.0.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(s.success(), "kill {sig}");
-    }
-}
-
-/// Spawns a command and waits for a stdout line starting with `ready`.
-fn spawn_until(cmd: &mut Command, ready: &str) -> Guard {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut found = false;
-    for line in lines.by_ref() {
-        if line.expect("line").starts_with(ready) {
-            found = true;
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    assert!(found, "the process never printed {ready:?}");
-    Guard(child)
-}
-
-fn stop(guard: &mut Guard) -> Option<i32> {
-    guard.signal("-TERM");
-    let child = &mut guard.0;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Some(s) = child.try_wait().expect("wait") {
-            return s.code();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    None
-}
-
-fn read(path: &Path) -> Vec<u8> {
-    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
 /// A coordinator with its state in `dir/coord`, listening on `port` (the same port after a
 /// restart: workers keep the URL they enrolled with).
+/// [`spawn_until`] for the callers that need only the child.
+fn spawned(cmd: &mut Command, ready: &str) -> Guard {
+    spawn_until(cmd, ready).0
+}
+
 fn start_coordinator(dir: &Path, port: u16, lease_seconds: u64) -> Guard {
-    spawn_until(
+    spawned(
         Command::new(BIN)
             .args(["coordinator", "--data-dir"])
             .arg(dir.join("coord"))
@@ -321,7 +257,7 @@ async fn a_striped_identity_has_one_official_directory() {
     let (id, node_id) = create_identity(&http, &url, "striped", 4, 4096, &commitment).await;
     let disks = [dir.path().join("disk0"), dir.path().join("disk1")];
     let token = join_token(&http, &url).await;
-    let mut worker = spawn_until(
+    let mut worker = spawned(
         &mut worker_cmd(&url, dir.path(), &disks, Some(&token)),
         "smeshfleet worker ",
     );
@@ -444,7 +380,7 @@ async fn worker_then_coordinator_sigkill_lose_nothing() {
     let (id, node_id) = create_identity(&http, &url, "killed", units, total, &commitment).await;
     let disks = [dir.path().join("disk0")];
     let token = join_token(&http, &url).await;
-    let mut worker = spawn_until(
+    let mut worker = spawned(
         &mut worker_cmd(&url, dir.path(), &disks, Some(&token)),
         "smeshfleet worker ",
     );
@@ -460,7 +396,7 @@ async fn worker_then_coordinator_sigkill_lose_nothing() {
         at_worker_kill < total,
         "the kill lands mid-job ({at_worker_kill})"
     );
-    let mut worker = spawn_until(
+    let mut worker = spawned(
         &mut worker_cmd(&url, dir.path(), &disks, None),
         "smeshfleet worker ",
     );
@@ -552,7 +488,7 @@ async fn a_corrupted_range_is_found_and_only_it_is_repaired() {
     let (id, node_id) = create_identity(&http, &url, "corrupted", 4, 8192, &commitment).await;
     let disks = [dir.path().join("disk0")];
     let token = join_token(&http, &url).await;
-    let mut worker = spawn_until(
+    let mut worker = spawned(
         &mut worker_cmd(&url, dir.path(), &disks, Some(&token)),
         "smeshfleet worker ",
     );
@@ -701,7 +637,7 @@ async fn a_full_disk_moves_the_files_elsewhere() {
     .arg(&img)
     .arg(&small)
     .args(&args);
-    let mut worker = spawn_until(&mut cmd, "smeshfleet worker ");
+    let mut worker = spawned(&mut cmd, "smeshfleet worker ");
     // Fill the small disk behind the coordinator's back (it was measured with ~2.5 MB free).
     let inside = PathBuf::from(format!("/proc/{}/root", worker.0.id()))
         .join(small.strip_prefix("/").expect("absolute temporary directory"));

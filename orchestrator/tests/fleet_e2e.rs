@@ -4,80 +4,21 @@
 //! `smeshfleet post init` writes for the same identity, and the identity becomes ready.
 //! SIGTERM stops both cleanly; SIGKILL of the worker loses nothing it reported.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+#[path = "support/process.rs"]
+mod process;
+
+use process::{free_port, read, spawn_until, stop, Guard};
 
 const BIN: &str = env!("CARGO_BIN_EXE_smeshfleet");
 const ADMIN: &str = "e2e-admin-token-0123456789abcdef";
 const PASSPHRASE: &str = "e2e passphrase 123";
 const LISTENING: &str = "smeshfleet coordinator listening on ";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// A child process that is killed if the test panics before stopping it.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-/// Spawns a command and waits for a stdout line starting with `ready`; returns the child and it.
-fn spawn_until(cmd: &mut Command, ready: &str) -> (Guard, String) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut found = None;
-    for line in lines.by_ref() {
-        let line = line.expect("line");
-        if line.starts_with(ready) {
-            found = Some(line);
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    (
-        Guard(child),
-        found.unwrap_or_else(|| panic!("the process never printed {ready:?}")),
-    )
-}
-
-fn stop(guard: &mut Guard) -> Option<i32> {
-    let child = &mut guard.0;
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Some(s) = child.try_wait().expect("wait") {
-            return s.code();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    None
-}
-
-fn read(path: &Path) -> Vec<u8> {
-    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 /// Starts a coordinator in `dir/coord`; returns it and its URL.
 fn start_coordinator(dir: &Path, lease_seconds: u64) -> (Guard, String) {

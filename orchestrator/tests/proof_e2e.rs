@@ -5,12 +5,16 @@
 //! the proof and stores it with its identity and epoch. The test then checks the stored proof
 //! on its own, with post's strict verifier against the metadata on the worker's disk.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+#[path = "support/process.rs"]
+mod process;
+
+use process::{free_port, spawn_until, stop, Guard};
 
 const BIN: &str = env!("CARGO_BIN_EXE_smeshfleet");
 const ADMIN: &str = "proof-e2e-admin-token-0123456789ab";
@@ -26,65 +30,6 @@ const POW_DIFFICULTY: [u8; 32] = [0xff; 32];
 const SCRYPT_N: u32 = 16;
 const NUM_UNITS: u32 = 2;
 const LABELS_PER_UNIT: u64 = 2048;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// A child process that is killed if the test panics before stopping it.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-/// Spawns a command and waits for a stdout line starting with `ready`; returns the child and it.
-fn spawn_until(cmd: &mut Command, ready: &str) -> (Guard, String) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut found = None;
-    for line in lines.by_ref() {
-        let line = line.expect("line");
-        if line.starts_with(ready) {
-            found = Some(line);
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    (
-        Guard(child),
-        found.unwrap_or_else(|| panic!("the process never printed {ready:?}")),
-    )
-}
-
-fn stop(guard: &mut Guard) -> Option<i32> {
-    let child = &mut guard.0;
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Some(s) = child.try_wait().expect("wait") {
-            return s.code();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    None
-}
 
 /// Starts a coordinator in `dir/coord` with the test's proof parameters; returns it and its URL.
 fn start_coordinator(dir: &Path) -> (Guard, String) {
