@@ -211,7 +211,7 @@ fn fleet(n_workers: usize, n_identities: usize, seed: u64) -> Snapshot {
             labels_per_unit: LABELS_PER_UNIT,
             max_file_size: MAX_FILE_SIZE,
             state,
-            files,
+            files: files.into(),
             proving,
         });
     }

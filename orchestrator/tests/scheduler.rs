@@ -65,7 +65,7 @@ fn identity(id: &str, files: u64, labels_per_file: u64, state: IdentityPhase) ->
         labels_per_unit: files * labels_per_file,
         max_file_size: labels_per_file * LABEL_BYTES,
         state,
-        files: Vec::new(),
+        files: Default::default(),
         proving: None,
     }
 }
@@ -333,7 +333,7 @@ fn proving_snapshot(window_ms: i64) -> Snapshot {
     let mut id = identity("id", 1, 4 << 20, IdentityPhase::Ready);
     id.num_units = 4;
     id.labels_per_unit = 1 << 20;
-    id.files = vec![placed(0, 4 << 20, 4 << 20, "store", "d0")];
+    id.files = std::sync::Arc::new(vec![placed(0, 4 << 20, 4 << 20, "store", "d0")]);
     id.proving = Some(ProvingNeed {
         challenge_known_at_ms: NOW,
         deadline_ms: NOW + window_ms,
@@ -419,10 +419,10 @@ fn work_of_an_offline_worker_or_an_expired_lease_is_reassigned() {
     let mut lost = worker("lost", vec![gpu(0, 1000.0)], vec![]);
     lost.online = false;
     let mut id = identity("id", 2, 100_000, IdentityPhase::Initializing);
-    id.files = vec![
+    id.files = std::sync::Arc::new(vec![
         placed(0, 100_000, 0, "store", "d0"),
         placed(1, 100_000, 0, "store", "d0"),
-    ];
+    ]);
     let mut j1 = init_job("j1", "id", "lost", 0, 0, (0, 100_000));
     j1.progress = 40_000;
     let mut j2 = init_job("j2", "id", "rig", 0, 1, (100_000, 200_000));
@@ -470,7 +470,7 @@ fn work_of_an_offline_worker_or_an_expired_lease_is_reassigned() {
 #[test]
 fn a_slow_job_gives_its_tail_to_an_idle_faster_gpu() {
     let mut id = identity("id", 1, 1_000_000, IdentityPhase::Initializing);
-    id.files = vec![placed(0, 1_000_000, 0, "store", "d0")];
+    id.files = std::sync::Arc::new(vec![placed(0, 1_000_000, 0, "store", "d0")]);
     // Expected 1000 labels/s; after 1000 s it has done 100,000 (100/s).
     let mut slow = init_job("slow", "id", "rig", 0, 0, (0, 1_000_000));
     slow.started_ms = Some(NOW - 1_000_000);
@@ -513,7 +513,7 @@ fn drained_and_paused_workers_get_nothing_new() {
     queued.lease_expires_ms = None;
     queued.started_ms = None;
     let mut id = identity("id", 1, 100_000, IdentityPhase::Initializing);
-    id.files = vec![placed(0, 100_000, 0, "store", "d0")];
+    id.files = std::sync::Arc::new(vec![placed(0, 100_000, 0, "store", "d0")]);
     let s = snapshot(
         vec![
             drained,
@@ -532,35 +532,145 @@ fn drained_and_paused_workers_get_nothing_new() {
     assert_idempotent(&s, &p);
 }
 
+/// A GPU keeps one job and one init job queued behind it: a second leased job and a second queued
+/// one are cancelled, and a full queue gets nothing new.
 #[test]
-fn a_double_booked_gpu_keeps_one_job() {
-    let mut id = identity("id", 2, 100_000, IdentityPhase::Initializing);
-    id.files = vec![
-        placed(0, 100_000, 0, "store", "d0"),
-        placed(1, 100_000, 0, "store", "d0"),
-    ];
-    let mut a = init_job("a", "id", "rig", 0, 0, (0, 100_000));
+fn a_double_booked_gpu_keeps_one_job_and_one_queued() {
+    let mut id = identity("id", 4, 100_000, IdentityPhase::Initializing);
+    id.files = std::sync::Arc::new((0..4).map(|f| placed(f, 100_000, 0, "store", "d0")).collect());
+    let job = |name: &str, file: u32, state: JobStatus| {
+        let start = u64::from(file) * 100_000;
+        let mut j = init_job(name, "id", "rig", 0, file, (start, start + 100_000));
+        j.state = state;
+        // Not yet judged for speed.
+        j.started_ms = Some(NOW - MIN);
+        if state == JobStatus::Queued {
+            (j.lease_expires_ms, j.started_ms) = (None, None);
+        }
+        j
+    };
+    let mut a = job("a", 0, JobStatus::Running);
     a.progress = 5;
-    let mut b = init_job("b", "id", "rig", 0, 1, (100_000, 200_000));
-    b.state = JobStatus::Queued;
+    let b = job("b", 1, JobStatus::Leased);
+    let c = job("c", 2, JobStatus::Queued);
+    let d = job("d", 3, JobStatus::Queued);
     let s = snapshot(
         vec![
             worker("rig", vec![gpu(0, 1000.0)], vec![]),
             worker("store", vec![], vec![disk("d0", "sda", 1 << 40, 200.0)]),
         ],
         vec![id],
-        vec![a, b],
+        vec![a, b, c, d],
     );
     let p = plan(&s);
-    assert_eq!(p.cancellations.len(), 1);
-    assert_eq!(p.cancellations[0].job_id, "b");
-    assert_eq!(
-        p.cancellations[0].reason,
-        CancelReason::DoubleBooked {
-            kept_job_id: "a".into()
-        }
+    let reasons: Vec<(&str, &CancelReason)> = p
+        .cancellations
+        .iter()
+        .map(|c| (c.job_id.as_str(), &c.reason))
+        .collect();
+    let kept_a = CancelReason::DoubleBooked {
+        kept_job_id: "a".into(),
+    };
+    assert_eq!(reasons, vec![("b", &kept_a), ("d", &kept_a)]);
+    // "a" runs and "c" waits behind it: the GPU's queue is full.
+    assert!(p.init.is_empty(), "{:?}", p.init);
+    assert_idempotent(&s, &p);
+}
+
+/// A device running a job gets its next range queued behind it (so it never waits for a plan
+/// between two jobs), never more than one; a device whose only job is still queued gets nothing.
+#[test]
+fn a_busy_device_has_its_next_range_queued() {
+    let mut id = identity("id", 4, 100_000, IdentityPhase::Initializing);
+    id.files = std::sync::Arc::new((0..4).map(|f| placed(f, 100_000, 0, "rig", "d0")).collect());
+    let mut running = init_job("run", "id", "rig", 0, 0, (0, 100_000));
+    running.started_ms = Some(NOW - MIN);
+    running.progress = 50_000;
+    let s = snapshot(
+        vec![worker(
+            "rig",
+            vec![gpu(0, 1000.0)],
+            vec![disk("d0", "sda", 1 << 40, 200.0)],
+        )],
+        vec![id],
+        vec![running],
     );
-    assert!(p.init.is_empty());
+    let p = plan(&s);
+    let got: Vec<(&str, Device, u64, u64)> = p
+        .init
+        .iter()
+        .map(|a| (a.worker_id.as_str(), a.device.clone(), a.range.start, a.range.end))
+        .collect();
+    assert_eq!(got, vec![("rig", Device::Gpu { index: 0 }, 100_000, 200_000)]);
+    assert!(p.cancellations.is_empty() && p.truncations.is_empty());
+    assert_eq!(p.summary.labels_assigned, 100_000);
+    assert_eq!(p.summary.idle_devices, 0);
+    assert_idempotent(&s, &p);
+
+    // Running and queued: the queue is full.
+    let s2 = apply(&s, &p, "a");
+    let live = |s: &Snapshot| s.jobs.iter().filter(|j| j.state.is_live()).count();
+    assert_eq!(live(&s2), 2);
+    assert!(plan(&s2).has_no_actions());
+
+    // The first job ends and the worker leases the queued one: the one after is queued.
+    let mut s3 = s2.clone();
+    for j in &mut s3.jobs {
+        if j.id == "run" {
+            (j.state, j.progress) = (JobStatus::Done, 100_000);
+        } else {
+            (j.state, j.started_ms, j.lease_expires_ms) = (JobStatus::Running, Some(NOW), Some(NOW + MIN));
+        }
+    }
+    let p3 = plan(&s3);
+    let got: Vec<(u64, u64)> = p3.init.iter().map(|a| (a.range.start, a.range.end)).collect();
+    assert_eq!(got, vec![(200_000, 300_000)]);
+    assert_idempotent(&s3, &p3);
+
+    // The first job ends but the queued one is not leased yet: nothing more is queued.
+    let mut s4 = s2.clone();
+    for j in s4.jobs.iter_mut().filter(|j| j.id == "run") {
+        (j.state, j.progress) = (JobStatus::Done, 100_000);
+    }
+    let p4 = plan(&s4);
+    assert!(p4.has_no_actions(), "{p4:#?}");
+}
+
+/// A slow device gets no next range, and the job queued behind its slow one is cancelled: its
+/// range goes to an idle device at once instead of waiting behind the slow job.
+#[test]
+fn a_slow_device_queues_nothing_and_gives_up_its_queued_range() {
+    let mut id = identity("id", 2, 1_000_000, IdentityPhase::Initializing);
+    id.files = std::sync::Arc::new(vec![
+        placed(0, 1_000_000, 0, "store", "d0"),
+        placed(1, 1_000_000, 0, "store", "d0"),
+    ]);
+    // Expected 1000 labels/s; after 1000 s it has done 100,000 (100/s).
+    let mut slow = init_job("slow", "id", "rig", 0, 0, (0, 1_000_000));
+    slow.started_ms = Some(NOW - 1_000_000);
+    slow.progress = 100_000;
+    let mut next = init_job("next", "id", "rig", 0, 1, (1_000_000, 2_000_000));
+    (next.state, next.started_ms, next.lease_expires_ms) = (JobStatus::Queued, None, None);
+    let s = snapshot(
+        vec![
+            worker("rig", vec![gpu(0, 1000.0)], vec![]),
+            worker("fast", vec![gpu(0, 800.0)], vec![]),
+            worker("store", vec![], vec![disk("d0", "sda", 1 << 40, 200.0)]),
+        ],
+        vec![id],
+        vec![slow, next],
+    );
+    let p = plan(&s);
+    assert_eq!(p.cancellations.len(), 1, "{:?}", p.cancellations);
+    assert_eq!(p.cancellations[0].job_id, "next");
+    assert!(matches!(p.cancellations[0].reason, CancelReason::Slow { .. }));
+    let got: Vec<(&str, u64, u64)> = p
+        .init
+        .iter()
+        .map(|a| (a.worker_id.as_str(), a.range.start, a.range.end))
+        .collect();
+    assert_eq!(got, vec![("fast", 1_000_000, 2_000_000)]);
+    assert!(p.truncations.is_empty());
     assert_idempotent(&s, &p);
 }
 
@@ -723,7 +833,7 @@ fn gen_snapshot(n_workers: usize, n_idents: usize, seed: u64) -> Snapshot {
             labels_per_unit: lpu,
             max_file_size: lpf * LABEL_BYTES,
             state,
-            files: Vec::new(),
+            files: Default::default(),
             proving: None,
         };
         let layout = ident.layout().expect("valid layout");
@@ -774,14 +884,14 @@ fn gen_snapshot(n_workers: usize, n_idents: usize, seed: u64) -> Snapshot {
             };
             if place && placement.is_none() {
                 // No storage at all: nothing can be on disk.
-                ident.files.push(FileState {
+                std::sync::Arc::make_mut(&mut ident.files).push(FileState {
                     index: f,
                     labels_total: len,
                     labels_done: 0,
                     placement: None,
                 });
             } else {
-                ident.files.push(FileState {
+                std::sync::Arc::make_mut(&mut ident.files).push(FileState {
                     index: f,
                     labels_total: len,
                     labels_done: done,
@@ -829,7 +939,7 @@ fn gen_snapshot(n_workers: usize, n_idents: usize, seed: u64) -> Snapshot {
         };
         if state == IdentityPhase::Initializing && late {
             // One running job over the rest of a file while GPUs last (the rest is done), some slow.
-            for fs in ident.files.iter_mut() {
+            for fs in std::sync::Arc::make_mut(&mut ident.files).iter_mut() {
                 let range = layout.file_range(fs.index).expect("in layout");
                 let lo = range.start + fs.labels_done;
                 if lo >= range.end {
@@ -862,7 +972,7 @@ fn gen_snapshot(n_workers: usize, n_idents: usize, seed: u64) -> Snapshot {
                 });
             }
         } else if state == IdentityPhase::Initializing {
-            for fs in ident.files.clone() {
+            for fs in (*ident.files).clone() {
                 if !rng.gen_bool(0.4) {
                     continue;
                 }
@@ -969,6 +1079,82 @@ fn gen_snapshot(n_workers: usize, n_idents: usize, seed: u64) -> Snapshot {
     }
 }
 
+/// Rigs that each initialize an identity on their own disk, with far more work than their GPUs
+/// take in one plan. Each GPU is idle, runs a job (not yet judged for speed), runs one with the
+/// next queued, or holds one queued job.
+fn gen_queue_fleet(n_workers: usize, seed: u64) -> Snapshot {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut workers, mut identities, mut jobs) = (Vec::new(), Vec::new(), Vec::new());
+    for w in 0..n_workers {
+        let wid = format!("w{w}");
+        let iid = format!("i{w}");
+        let n_gpus = rng.gen_range(1..=4u32);
+        let gpus = (0..n_gpus)
+            .map(|g| gpu(g, f64::from(rng.gen_range(1..=20u32)) * 5.0))
+            .collect();
+        let mut wk = worker(&wid, gpus, vec![disk("d0", &format!("sd{w}"), 1 << 50, 200.0)]);
+        wk.stream_endpoint = rng.gen_bool(0.5);
+        workers.push(wk);
+        let mut ident = identity(&iid, 32, 100_000, IdentityPhase::Initializing);
+        ident.files = std::sync::Arc::new((0..32).map(|f| placed(f, 100_000, 0, &wid, "d0")).collect());
+        identities.push(ident);
+        let mut file = 0u32;
+        for g in 0..n_gpus {
+            let states: &[JobStatus] = match rng.gen_range(0..4) {
+                0 => &[],
+                1 => &[JobStatus::Running],
+                2 => &[JobStatus::Leased, JobStatus::Queued],
+                _ => &[JobStatus::Queued],
+            };
+            for &st in states {
+                let start = u64::from(file) * 100_000;
+                let mut j = init_job(
+                    &format!("{wid}-{g}-{file}"),
+                    &iid,
+                    &wid,
+                    g,
+                    file,
+                    (start, start + 100_000),
+                );
+                j.state = st;
+                if st == JobStatus::Queued {
+                    (j.lease_expires_ms, j.started_ms) = (None, None);
+                } else {
+                    j.started_ms = Some(NOW - rng.gen_range(0..MIN));
+                    j.progress = rng.gen_range(0..50_000);
+                }
+                jobs.push(j);
+                file += 1;
+            }
+        }
+    }
+    Snapshot {
+        now_ms: NOW,
+        workers,
+        identities,
+        jobs,
+        config: small_config(),
+    }
+}
+
+/// Live jobs per (worker, GPU), and whether one of them is leased or running.
+fn gpu_queues(s: &Snapshot) -> BTreeMap<(String, u32), (usize, bool)> {
+    let mut m: BTreeMap<(String, u32), (usize, bool)> = BTreeMap::new();
+    for w in &s.workers {
+        for g in &w.gpus {
+            m.insert((w.id.clone(), g.index), (0, false));
+        }
+    }
+    for j in s.jobs.iter().filter(|j| j.state.is_live()) {
+        if let Device::Gpu { index } = j.device {
+            let e = m.entry((j.worker_id.clone(), index)).or_default();
+            e.0 += 1;
+            e.1 |= matches!(j.state, JobStatus::Leased | JobStatus::Running);
+        }
+    }
+    m
+}
+
 fn shuffled(s: &Snapshot, seed: u64) -> Snapshot {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
     let mut s = s.clone();
@@ -979,7 +1165,7 @@ fn shuffled(s: &Snapshot, seed: u64) -> Snapshot {
     }
     s.identities.shuffle(&mut rng);
     for i in &mut s.identities {
-        i.files.shuffle(&mut rng);
+        std::sync::Arc::make_mut(&mut i.files).shuffle(&mut rng);
     }
     s.jobs.shuffle(&mut rng);
     s
@@ -1008,22 +1194,41 @@ fn cancelled(p: &Plan) -> BTreeMap<&str, &CancelReason> {
         .collect()
 }
 
+/// A label device holds at most two live jobs: one (leased, running or queued) and one init job
+/// queued behind an init job; never two leased or running.
+fn check_queue(name: &str, v: &[&JobState]) -> Check {
+    let ids: Vec<&str> = v.iter().map(|j| j.id.as_str()).collect();
+    prop_assert!(v.len() <= 2, "{name} holds more than two jobs: {ids:?}");
+    let active = v
+        .iter()
+        .filter(|j| matches!(j.state, JobStatus::Leased | JobStatus::Running))
+        .count();
+    prop_assert!(active <= 1, "{name} double-booked: {ids:?}");
+    if v.len() == 2 {
+        prop_assert!(
+            v.iter().all(|j| matches!(j.kind, JobKind::Init { .. })),
+            "{name} queues a job that is not init: {ids:?}"
+        );
+    }
+    Ok(())
+}
+
 fn check_devices(s: &Snapshot, p: &Plan) -> Check {
     let after = apply(s, p, "new");
-    let mut gpu_jobs: BTreeMap<(&str, u32), Vec<&str>> = BTreeMap::new();
-    let mut cpu_init: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut gpu_jobs: BTreeMap<(&str, u32), Vec<&JobState>> = BTreeMap::new();
+    let mut cpu_init: BTreeMap<&str, Vec<&JobState>> = BTreeMap::new();
     for j in after.jobs.iter().filter(|j| j.state.is_live()) {
         match (&j.device, &j.kind) {
-            (Device::Gpu { index }, _) => gpu_jobs.entry((&j.worker_id, *index)).or_default().push(&j.id),
-            (Device::Cpu, JobKind::Init { .. }) => cpu_init.entry(&j.worker_id).or_default().push(&j.id),
+            (Device::Gpu { index }, _) => gpu_jobs.entry((&j.worker_id, *index)).or_default().push(j),
+            (Device::Cpu, JobKind::Init { .. }) => cpu_init.entry(&j.worker_id).or_default().push(j),
             _ => {}
         }
     }
     for (k, v) in gpu_jobs.iter() {
-        prop_assert!(v.len() <= 1, "GPU {k:?} double-booked: {v:?}");
+        check_queue(&format!("GPU {k:?}"), v)?;
     }
     for (k, v) in cpu_init.iter() {
-        prop_assert!(v.len() <= 1, "CPU of {k} double-booked: {v:?}");
+        check_queue(&format!("CPU of {k}"), v)?;
     }
     for a in &p.init {
         let w = worker_of(s, &a.worker_id).expect("assigned worker exists");
@@ -1153,7 +1358,7 @@ fn check_placement(s: &Snapshot, p: &Plan) -> Check {
     let mut committed: BTreeMap<(&str, &str), u128> = BTreeMap::new();
     for ident in &s.identities {
         let Some(layout) = ident.layout() else { continue };
-        for f in &ident.files {
+        for f in ident.files.iter() {
             let (Some(pl), Some(r)) = (&f.placement, layout.file_range(f.index)) else {
                 continue;
             };
@@ -1566,6 +1771,32 @@ proptest! {
         let actions = (&p2.placements, &p2.init, &p2.cancellations, &p2.truncations, &p2.k2pow, &p2.proofs);
         prop_assert!(p2.has_no_actions(), "second plan: {:?}", actions);
         check_all(&s2, &p2)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// With work to spare, every GPU ends the plan with its queue full: an idle one holds one new
+    /// job, a busy one (one leased or running job) gets the next one queued behind it, and none
+    /// holds more than two.
+    #[test]
+    fn busy_devices_get_their_next_range_queued(w in 1usize..=6, seed in any::<u64>()) {
+        let s = gen_queue_fleet(w, seed);
+        let p = plan(&s);
+        check_all(&s, &p)?;
+        prop_assert!(p.cancellations.is_empty(), "{:?}", p.cancellations);
+        let after = apply(&s, &p, "new");
+        let (before, now) = (gpu_queues(&s), gpu_queues(&after));
+        for (k, &(n, active)) in &before {
+            let want = match (n, active) {
+                (0, _) => 1,
+                (1, true) => 2,
+                (n, _) => n,
+            };
+            prop_assert_eq!(now.get(k).map(|x| x.0), Some(want), "GPU {:?} had {} jobs", k, n);
+        }
+        prop_assert!(plan(&after).has_no_actions());
     }
 }
 

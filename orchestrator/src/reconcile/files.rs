@@ -40,7 +40,7 @@ pub(crate) struct Run {
 pub(crate) struct CachedFiles {
     rev: i64,
     /// Per file index (sorted): labels total and contiguous done, and its placement.
-    pub files: Vec<FileState>,
+    pub files: std::sync::Arc<Vec<FileState>>,
     /// Every recorded run, sorted by start.
     pub runs: Vec<Run>,
     /// The runs that do not continue their file's contiguous prefix (shown to the planner as
@@ -168,7 +168,7 @@ impl FileCache {
             labels_per_unit: ident.labels_per_unit,
             max_file_size: ident.max_file_size,
             state: scheduler::IdentityPhase::Created,
-            files: Vec::new(),
+            files: Default::default(),
             proving: None,
         }
         .layout();
@@ -216,7 +216,7 @@ impl FileCache {
         }
         CachedFiles {
             rev,
-            files: fs.into_values().collect(),
+            files: std::sync::Arc::new(fs.into_values().collect()),
             runs,
             detached,
         }

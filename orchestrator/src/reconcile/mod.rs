@@ -153,13 +153,9 @@ pub enum ReconcileError {
         #[source]
         source: serde_json::Error,
     },
-    /// The planner task panicked or was cancelled.
-    #[error("reconcile: {step}: {source}")]
-    Join {
-        step: &'static str,
-        #[source]
-        source: tokio::task::JoinError,
-    },
+    /// The planner thread could not start or ended without a plan.
+    #[error("reconcile: plan: {0}")]
+    Planner(String),
 }
 
 impl ReconcileError {
@@ -313,11 +309,37 @@ fn init_progress(snapshot: &Snapshot, cache: &FileCache) -> Vec<InitProgress> {
         .collect()
 }
 
-/// Plans on the blocking pool: planning a large fleet takes a CPU for a while.
+/// Plans on a thread of its own at a lower CPU priority (nice +10): planning a large fleet takes a
+/// CPU for a few hundred milliseconds, and on a small machine the API's requests and the database
+/// must not wait behind it. The snapshot is dropped there too.
 async fn plan_off_runtime(snapshot: Snapshot) -> Result<Plan, ReconcileError> {
-    tokio::task::spawn_blocking(move || scheduler::plan(&snapshot))
-        .await
-        .map_err(|source| ReconcileError::Join { step: "plan", source })
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("planner".into())
+        .spawn(move || {
+            lower_thread_priority();
+            let plan = scheduler::plan(&snapshot);
+            let _ = tx.send(plan);
+            drop(snapshot);
+        })
+        .map_err(|e| ReconcileError::Planner(format!("starting the planner thread: {e}")))?;
+    rx.await
+        .map_err(|_| ReconcileError::Planner("the planner thread ended without a plan (it panicked)".into()))
+}
+
+/// Lowers the calling thread's CPU priority to nice +10 (Linux: a thread id names one thread).
+/// Best effort: where it fails the plan still runs, at the normal priority.
+#[allow(unsafe_code)] // A foreign call; see the SAFETY note.
+fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid has no preconditions; setpriority only reads its integer arguments, and a
+    // positive nice value needs no privilege.
+    unsafe {
+        let tid = libc::gettid();
+        if let Ok(tid) = libc::id_t::try_from(tid) {
+            libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+        }
+    }
 }
 
 /// Sets the identity, job and worker gauges from the store, every known label included (zeros
@@ -391,7 +413,7 @@ pub fn now_ms() -> i64 {
 /// Returns the heap memory freed by a pass to the system. A pass over a large fleet allocates and
 /// frees hundreds of megabytes on the runtime's threads; glibc keeps freed memory in per-thread
 /// arenas, so without this the coordinator's resident size stays at its largest pass's.
-#[allow(unsafe_code)] // The one foreign call of the coordinator; see the SAFETY note.
+#[allow(unsafe_code)] // A foreign call; see the SAFETY note.
 fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks the allocator's own free lists; it has no preconditions.

@@ -32,18 +32,19 @@ pub fn apply(snapshot: &Snapshot, plan: &Plan, id_prefix: &str) -> Snapshot {
             .enumerate()
             .map(|(k, f)| (f.index, k))
             .collect();
+        let files = std::sync::Arc::make_mut(&mut ident.files);
         for fp in &p.files {
             let placement = Some(super::model::FileLocation {
                 worker_id: p.worker_id.as_str().into(),
                 disk_id: fp.disk_id.as_str().into(),
             });
-            if let Some(f) = pos.get(&fp.file_index).and_then(|&k| ident.files.get_mut(k)) {
+            if let Some(f) = pos.get(&fp.file_index).and_then(|&k| files.get_mut(k)) {
                 f.placement = placement;
             } else {
                 let labels_total = layout
                     .and_then(|l| l.file_range(fp.file_index))
                     .map_or(0, |r| r.len());
-                ident.files.push(FileState {
+                files.push(FileState {
                     index: fp.file_index,
                     labels_total,
                     labels_done: 0,

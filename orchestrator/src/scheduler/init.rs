@@ -7,13 +7,20 @@
 //!   served fastest first. Each gets `min(horizon, missing / total speed) * its speed` labels (so
 //!   devices sharing a small amount of work finish together), never across a file boundary and never
 //!   leaving a tail shorter than `min_chunk_labels`.
+//! * Queued next: a device running (or holding under a lease) one init job that is not slow gets
+//!   the next range queued behind it (depth 2, see [`super::jobs::INIT_QUEUE_DEPTH`]), so that it
+//!   starts it as soon as it ends the current one. Only what the idle devices leave is queued so,
+//!   sized the same way among the devices that get it. A device whose only job is still queued, or
+//!   that holds two, gets nothing.
 //! * Work is taken in identity priority order (identities already initialising first, then by id,
 //!   file, label), skipping physical devices whose write budget the device's speed would exceed.
 //! * Stealing: a running job observed below `slow_factor` of its device's speed keeps a head sized to
 //!   its observed rate; idle faster devices get the tail split so all finish together. When the head
 //!   would be shorter than `min_chunk_labels` the job is cut at its progress and the devices share all
 //!   of the rest. Slow jobs are shortened, never cancelled: their device stays booked until it
-//!   reports, so planning again finds the same devices busy.
+//!   reports, so planning again finds the same devices busy. A job queued behind a slow one is
+//!   cancelled (by [`super::jobs`]) and a slow device gets no next range, so its queue does not
+//!   hold labels that idle devices could take.
 //! * Remote init: a device may compute labels for another worker's disk only when that worker serves
 //!   a stream endpoint (the labels travel there in checksummed chunks). Local work comes first: idle
 //!   devices are first offered ranges of their own worker's disks (fastest first), and only the
@@ -23,8 +30,8 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::index::{dur_ms, sane, Index};
-use super::jobs::{init_range, init_remaining, JobBook};
-use super::model::{Device, JobStatus, LabelRange, Placement};
+use super::jobs::{init_range, init_remaining, is_active, slow_rates, JobBook, INIT_QUEUE_DEPTH};
+use super::model::{Device, LabelRange, Placement};
 use super::output::{InitAssignment, Plan, Truncation};
 use super::placement::{effective_disk, NewPlacements};
 
@@ -131,54 +138,90 @@ pub(crate) fn plan(
         }
     }
 
-    // 2. Write budget already used per physical device by kept live init jobs.
+    // 2. Write budget already used per physical device by kept live init jobs: each device counts
+    //    once per physical device it writes to (its queued job follows its running one).
     let mut used = vec![0.0f64; idx.phys.len()];
+    let mut writing: BTreeSet<(usize, Device, usize)> = BTreeSet::new();
     for (&(i, file), jobs) in &book.init_live {
         // A file placed by this very plan counts as placed: planning the applied plan must see
         // the same disk (and budget) this one does.
         if let Some(d) = effective_disk(idx, newp, i, file) {
+            let p = idx.disks[d].phys;
             for &j in jobs {
                 if let Some(w) = book.worker[j] {
-                    used[idx.disks[d].phys] += idx.device_rate(w, &idx.jobs[j].device);
+                    let device = &idx.jobs[j].device;
+                    if writing.insert((w, device.clone(), p)) {
+                        used[p] += idx.device_rate(w, device);
+                    }
                 }
             }
         }
     }
 
-    // 3. Idle devices, fastest first.
+    // 3. Idle devices, and devices with room for a queued next job (one leased or running init
+    //    job that is not slow, nothing else), each fastest first.
+    let room = |w: usize, device: Device| -> bool {
+        let q = book.init_queue.get(&(w, device));
+        q.is_some_and(|q| {
+            q.len() < INIT_QUEUE_DEPTH
+                && is_active(idx.jobs[q[0]])
+                && slow_rates(idx, w, idx.jobs[q[0]]).is_none()
+        })
+    };
+    // Kept live jobs per worker's CPU, of any kind (an init job queues behind init only).
+    let mut cpu_jobs: BTreeMap<usize, usize> = BTreeMap::new();
+    for (j, job) in idx.jobs.iter().enumerate() {
+        if let (true, Some(w), Device::Cpu) = (book.kept[j], book.worker[j], &job.device) {
+            *cpu_jobs.entry(w).or_default() += 1;
+        }
+    }
     let mut devs: Vec<Dev> = Vec::new();
+    let mut next_devs: Vec<Dev> = Vec::new();
     for (w, wk) in idx.workers.iter().enumerate() {
         if !wk.usable {
             continue;
         }
         for g in &wk.gpus {
             let rate = sane(g.labels_per_s);
-            if g.enabled && rate > 0.0 && !book.busy_gpu.contains(&(w, g.index)) {
+            if !g.enabled || rate <= 0.0 {
+                continue;
+            }
+            let device = Device::Gpu { index: g.index };
+            if !book.busy_gpu.contains(&(w, g.index)) {
                 devs.push(Dev {
                     worker: w,
-                    device: Device::Gpu { index: g.index },
+                    device,
+                    rate,
+                });
+            } else if room(w, device.clone()) {
+                next_devs.push(Dev {
+                    worker: w,
+                    device,
                     rate,
                 });
             }
         }
-        if wk.st.cpu.init_enabled
-            && wk.cpu_labels_per_s > 0.0
-            && !book.busy_cpu.contains(&w)
-            && !cpu_reserved.contains(&w)
-        {
-            devs.push(Dev {
+        if wk.st.cpu.init_enabled && wk.cpu_labels_per_s > 0.0 && !cpu_reserved.contains(&w) {
+            let dev = Dev {
                 worker: w,
                 device: Device::Cpu,
                 rate: wk.cpu_labels_per_s,
-            });
+            };
+            if !book.busy_cpu.contains(&w) {
+                devs.push(dev);
+            } else if cpu_jobs.get(&w) == Some(&1) && room(w, Device::Cpu) {
+                next_devs.push(dev);
+            }
         }
     }
-    devs.sort_by(|a, b| {
-        b.rate
-            .total_cmp(&a.rate)
-            .then(a.worker.cmp(&b.worker))
-            .then(a.device.cmp(&b.device))
-    });
+    for list in [&mut devs, &mut next_devs] {
+        list.sort_by(|a, b| {
+            b.rate
+                .total_cmp(&a.rate)
+                .then(a.worker.cmp(&b.worker))
+                .then(a.device.cmp(&b.device))
+        });
+    }
 
     let target = |d: usize| Placement {
         worker_id: idx.workers[idx.disks[d].worker].st.id.clone(),
@@ -198,7 +241,8 @@ pub(crate) fn plan(
         };
 
     // 4. One range per idle device: first each device's own disks, then (for the devices still
-    //    idle) other workers' disks that take streamed labels.
+    //    idle) other workers' disks that take streamed labels. Then, the same way, one range queued
+    //    next for each device with room, from what the idle devices left.
     let assignable: u64 = segs.iter().map(|s| s.end - s.start).sum();
     // Shares are split among the devices that can take some of the work: every device when some
     // missing labels are on a disk that takes streamed labels, else those of workers with missing
@@ -207,13 +251,19 @@ pub(crate) fn plan(
         .iter()
         .any(|s| idx.workers[idx.disks[s.disk].worker].st.stream_endpoint);
     let local_work: BTreeSet<usize> = segs.iter().map(|s| idx.disks[s.disk].worker).collect();
-    let speed: f64 = devs
-        .iter()
-        .filter(|d| remote_ok || local_work.contains(&d.worker))
-        .map(|d| d.rate)
-        .sum();
+    let speed_of = |list: &[Dev]| -> f64 {
+        list.iter()
+            .filter(|d| remote_ok || local_work.contains(&d.worker))
+            .map(|d| d.rate)
+            .sum()
+    };
+    let speed = speed_of(&devs);
+    let next_speed = speed_of(&next_devs);
     let horizon_s = (cfg.init_horizon_ms.max(0) as f64) / 1000.0;
     let mut busy = vec![false; devs.len()];
+    let mut next_busy = vec![false; next_devs.len()];
+    // The labels the idle devices left, fixed when the first device with room is served.
+    let mut next_assignable: Option<u64> = None;
     let mut assigned = 0u64;
     let mut queues: BTreeMap<usize, VecDeque<usize>> = BTreeMap::new();
     for (k, s) in segs.iter().enumerate() {
@@ -223,18 +273,31 @@ pub(crate) fn plan(
         .iter()
         .filter_map(|(&p, q)| q.front().map(|&k| (k, p)))
         .collect();
-    let order = [false, true]
+    let (n_idle, n_next) = (devs.len(), next_devs.len());
+    let order = [(false, false), (false, true), (true, false), (true, true)]
         .into_iter()
-        .flat_map(|remote| (0..devs.len()).map(move |k| (remote, k)));
-    for (remote, k) in order {
-        let dev = &devs[k];
+        .flat_map(move |(behind, remote)| {
+            (0..if behind { n_next } else { n_idle }).map(move |k| (behind, remote, k))
+        });
+    for (behind, remote, k) in order {
         if heads.is_empty() {
             break;
         }
-        if busy[k] {
+        let (dev, taken) = if behind {
+            (&next_devs[k], next_busy[k])
+        } else {
+            (&devs[k], busy[k])
+        };
+        if taken {
             continue;
         }
-        let share = (assignable as f64 * dev.rate / speed)
+        let (pool, pool_speed) = if behind {
+            let left = *next_assignable.get_or_insert(assignable.saturating_sub(assigned));
+            (left, next_speed)
+        } else {
+            (assignable, speed)
+        };
+        let share = (pool as f64 * dev.rate / pool_speed)
             .min(horizon_s * dev.rate)
             .round();
         let quota = (share as u64).max(min_chunk);
@@ -245,7 +308,9 @@ pub(crate) fn plan(
             } else {
                 idx.disks[disk].worker == dev.worker
             };
-            fits && budget_ok(used[p], idx.phys[p].write_labels_per_s, dev.rate)
+            // A device already writing to this physical device adds no load to it.
+            let writes = writing.contains(&(dev.worker, dev.device.clone(), p));
+            fits && (writes || budget_ok(used[p], idx.phys[p].write_labels_per_s, dev.rate))
         }) else {
             continue;
         };
@@ -264,9 +329,15 @@ pub(crate) fn plan(
             dev,
         ));
         seg.start += len;
-        used[p] += dev.rate;
+        if writing.insert((dev.worker, dev.device.clone(), p)) {
+            used[p] += dev.rate;
+        }
         assigned += len;
-        busy[k] = true;
+        if behind {
+            next_busy[k] = true;
+        } else {
+            busy[k] = true;
+        }
         if seg.start == seg.end {
             heads.remove(&(s, p));
             if let Some(q) = queues.get_mut(&p) {
@@ -292,21 +363,12 @@ pub(crate) fn plan(
             }
             for &j in jobs {
                 let job = idx.jobs[j];
-                let (Some(started), Some(w)) = (job.started_ms, book.worker[j]) else {
+                let Some(w) = book.worker[j] else {
                     continue;
                 };
-                if !matches!(job.state, JobStatus::Running | JobStatus::Leased) {
+                let Some((observed, expected)) = slow_rates(idx, w, job) else {
                     continue;
-                }
-                let elapsed = idx.now.saturating_sub(started);
-                if elapsed < cfg.min_observation_ms.max(1) {
-                    continue;
-                }
-                let expected = idx.device_rate(w, &job.device);
-                let observed = job.progress as f64 / (elapsed as f64 / 1000.0);
-                if expected <= 0.0 || observed >= cfg.slow_factor * expected {
-                    continue;
-                }
+                };
                 let Some((_, s, e)) = init_range(idx, i, job) else {
                     continue;
                 };

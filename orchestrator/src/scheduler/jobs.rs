@@ -1,11 +1,19 @@
 //! Which live jobs stay and which are cancelled (lost worker, expired lease, drained queue, missing
 //! device, double booking, overlapping ranges), and what every job has durably done.
+//!
+//! A label device (a GPU, or a CPU that computes labels) holds at most [`INIT_QUEUE_DEPTH`] live
+//! init jobs: the one it runs (leased or running) and the next one queued behind it, so that it
+//! starts its next range as soon as it ends one instead of waiting for the next plan. A job queued
+//! behind a slow one is cancelled ([`CancelReason::Slow`]): its range goes back to the planner.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::index::{Index, Place};
 use super::model::{Device, JobKind, JobState, JobStatus};
 use super::output::{CancelReason, Cancellation};
+
+/// Live init jobs a label device may hold: one leased or running, one queued behind it.
+pub(crate) const INIT_QUEUE_DEPTH: usize = 2;
 
 /// The jobs after classification.
 pub(crate) struct JobBook {
@@ -17,6 +25,9 @@ pub(crate) struct JobBook {
     pub init_done: BTreeMap<(usize, u32), Vec<(u64, u64)>>,
     /// Kept live init jobs by (identity, file).
     pub init_live: BTreeMap<(usize, u32), Vec<usize>>,
+    /// Kept live init jobs by label device (worker, GPU or CPU), the one to run first first; at
+    /// most [`INIT_QUEUE_DEPTH`] each.
+    pub init_queue: BTreeMap<(usize, Device), Vec<usize>>,
     /// GPUs holding a kept live job.
     pub busy_gpu: BTreeSet<(usize, u32)>,
     /// Workers whose CPU holds a kept live job of any kind.
@@ -76,6 +87,28 @@ pub(crate) fn init_remaining(job: &JobState, start: u64, end: u64) -> (u64, u64)
     (start.saturating_add(job.progress).min(end), end)
 }
 
+/// Whether the job holds its device now (leased or running), as opposed to waiting in its queue.
+pub(crate) fn is_active(job: &JobState) -> bool {
+    matches!(job.state, JobStatus::Running | JobStatus::Leased)
+}
+
+/// `(observed, expected)` labels/s of a leased or running job on worker `w` that has run at least
+/// `min_observation_ms` at less than `slow_factor` of its device's measured speed; None when the
+/// job is not (yet) judged slow.
+pub(crate) fn slow_rates(idx: &Index, w: usize, job: &JobState) -> Option<(f64, f64)> {
+    let started = job.started_ms?;
+    if !is_active(job) {
+        return None;
+    }
+    let elapsed = idx.now.saturating_sub(started);
+    if elapsed < idx.cfg.min_observation_ms.max(1) {
+        return None;
+    }
+    let expected = idx.device_rate(w, &job.device);
+    let observed = job.progress as f64 / (elapsed as f64 / 1000.0);
+    (expected > 0.0 && observed < idx.cfg.slow_factor * expected).then_some((observed, expected))
+}
+
 pub(crate) fn classify(idx: &Index, out: &mut Vec<Cancellation>) -> JobBook {
     let n = idx.jobs.len();
     let mut book = JobBook {
@@ -84,6 +117,7 @@ pub(crate) fn classify(idx: &Index, out: &mut Vec<Cancellation>) -> JobBook {
         ident: vec![None; n],
         init_done: BTreeMap::new(),
         init_live: BTreeMap::new(),
+        init_queue: BTreeMap::new(),
         busy_gpu: BTreeSet::new(),
         busy_cpu: BTreeSet::new(),
         k2pow_done: BTreeMap::new(),
@@ -139,7 +173,8 @@ pub(crate) fn classify(idx: &Index, out: &mut Vec<Cancellation>) -> JobBook {
         }
     }
 
-    // 2. One live job per GPU, one live init job per CPU, one live proof per identity.
+    // 2. One live job per GPU, one live init job per CPU, one live proof per identity; a label
+    //    device may also hold one init job queued behind its first one (depth 2).
     let mut by_device: BTreeMap<(usize, u8, u32), Vec<usize>> = BTreeMap::new();
     for &j in &candidates {
         let job = idx.jobs[j];
@@ -160,7 +195,18 @@ pub(crate) fn classify(idx: &Index, out: &mut Vec<Cancellation>) -> JobBook {
         }
         group.sort_by(|&a, &b| keep_key(idx.jobs[a]).cmp(&keep_key(idx.jobs[b])));
         let kept_id = idx.jobs[group[0]].id.clone();
-        for &j in &group[1..] {
+        // Behind a kept init job, the first queued init job waits its turn (the queue's depth is
+        // INIT_QUEUE_DEPTH = 2); never two jobs leased or running on one device.
+        let init = |j: usize| matches!(idx.jobs[j].kind, JobKind::Init { .. });
+        let next = init(group[0])
+            .then(|| {
+                group[1..]
+                    .iter()
+                    .copied()
+                    .find(|&j| init(j) && idx.jobs[j].state == JobStatus::Queued)
+            })
+            .flatten();
+        for &j in group[1..].iter().filter(|&&j| Some(j) != next) {
             dropped[j] = true;
             cancel(
                 out,
@@ -223,6 +269,41 @@ pub(crate) fn classify(idx: &Index, out: &mut Vec<Cancellation>) -> JobBook {
         }
     }
     candidates.retain(|&j| !dropped[j]);
+
+    // 4. A slow device gets nothing queued behind its job: what is queued goes back to the planner,
+    //    which gives it to idle faster devices (and queues nothing new for this one).
+    let mut queues: BTreeMap<(usize, Device), Vec<usize>> = BTreeMap::new();
+    for &j in &candidates {
+        let job = idx.jobs[j];
+        if let (Some(w), JobKind::Init { .. }, Device::Gpu { .. } | Device::Cpu) =
+            (book.worker[j], &job.kind, &job.device)
+        {
+            queues.entry((w, job.device.clone())).or_default().push(j);
+        }
+    }
+    for (&(w, _), q) in queues.iter_mut() {
+        q.sort_by(|&a, &b| keep_key(idx.jobs[a]).cmp(&keep_key(idx.jobs[b])));
+        if q.len() < 2 {
+            continue;
+        }
+        let Some((observed, expected)) = slow_rates(idx, w, idx.jobs[q[0]]) else {
+            continue;
+        };
+        for &j in &q[1..] {
+            dropped[j] = true;
+            cancel(
+                out,
+                idx.jobs[j],
+                CancelReason::Slow {
+                    expected_labels_per_s: expected,
+                    observed_labels_per_s: observed,
+                },
+            );
+        }
+        q.truncate(1);
+    }
+    candidates.retain(|&j| !dropped[j]);
+    book.init_queue = queues;
 
     for &j in &candidates {
         let job = idx.jobs[j];

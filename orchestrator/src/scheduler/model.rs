@@ -138,8 +138,10 @@ pub struct IdentityState {
     pub max_file_size: u64,
     pub state: IdentityPhase,
     /// Files that have state. A file of the layout missing here has no labels and no placement.
+    /// Shared with the coordinator's file cache (a snapshot does not copy every file each pass);
+    /// `Arc::make_mut` copies on write.
     #[serde(default)]
-    pub files: Vec<FileState>,
+    pub files: Arc<Vec<FileState>>,
     /// Set while the node waits for a proof: the PoET proof (the challenge) is known.
     #[serde(default)]
     pub proving: Option<ProvingNeed>,

@@ -131,7 +131,8 @@ pub enum CancelReason {
     Obsolete,
     /// The files it writes or reads are on a worker that takes no new work.
     StorageUnavailable,
-    /// Too slow; its whole remaining range went to faster idle devices.
+    /// Queued behind a job that runs too slowly on its device: its range goes back to the planner,
+    /// which gives it to faster idle devices.
     Slow {
         expected_labels_per_s: f64,
         observed_labels_per_s: f64,
