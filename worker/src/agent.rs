@@ -314,6 +314,11 @@ pub async fn run_with(
                 if let Err(e) = done {
                     tracing::error!(error = %e, "a job task ended abnormally");
                 }
+                // Its slot is free (the task left `running` and reported before it ended): lease
+                // the next job now, not at the next poll tick. The coordinator queues a device's
+                // next range before the current one ends, so there is one to take. The poll arm
+                // still leases nothing while draining, paused or not yet heard.
+                poll.reset_immediately();
             }
         }
     }
@@ -638,6 +643,12 @@ fn execute_streamed(
         start: range.start,
         end: range.end,
         resume_from: resume_point(job),
+        disk_id: job
+            .spec
+            .target
+            .as_ref()
+            .map(|t| t.disk_id.clone())
+            .ok_or_else(|| ExecError::Invalid("a streamed init job without a target disk".into()))?,
     };
     let sender = ChunkSender::new(grant)?;
     let rt = tokio::runtime::Handle::current();
@@ -705,9 +716,11 @@ fn execute(
             };
             let o = run_init(&task, env.backend.as_ref(), stop, &mut report)?;
             if let Some(best) = o.best {
-                if let Err(e) =
+                let merged = {
+                    let _g = crate::exec::stripe::metadata_lock();
                     post::initialize::merge_nonce(&task.dir, best, task.identity.scrypt_n as usize)
-                {
+                };
+                if let Err(e) = merged {
                     tracing::warn!(error = %e, "could not record the VRF nonce in the local metadata");
                 }
             }

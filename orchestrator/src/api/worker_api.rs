@@ -307,21 +307,26 @@ pub async fn lease(
         let stream = match stream_grant(&state, id, &spec, &job, l.fencing_token, now).await? {
             Ok(g) => g,
             Err(why) => {
-                // The target disk's worker takes no streamed labels (any more): hand the job back;
-                // the planner moves it to a device of that worker.
-                tracing::warn!(job_id = %job.id, why, "init job for another worker's disk cannot be streamed");
-                if let Err(e) = state
-                    .store()
-                    .return_lease(
-                        job.id,
-                        id,
-                        l.fencing_token,
-                        now.saturating_add(PROVE_WAIT_MS),
-                        now,
-                    )
-                    .await
-                {
-                    tracing::warn!(job_id = %job.id, error = %e, "could not hand back an init job without a stream");
+                // The target disk's worker takes no streamed labels (any more: it restarted
+                // without a stream endpoint, or is gone). Handing the job back would have it
+                // leased again and again; it is cancelled, and the planner gives its range to a
+                // device that can write there (it plans remote init only onto stream endpoints).
+                tracing::warn!(job_id = %job.id, why, "init job for another worker's disk cannot be streamed; cancelled");
+                match state.store().cancel_job(job.id, now).await {
+                    Ok(_) => {
+                        state
+                            .event(
+                                "job.cancelled",
+                                &job.id.to_string(),
+                                json!({"identity_id": job.identity_id, "worker_id": id, "kind": job.kind.as_str(),
+                                       "reason": {"reason": "storage_unavailable", "detail": why}}),
+                            )
+                            .await;
+                        state.0.wake.notify_one();
+                    }
+                    Err(e) => {
+                        tracing::warn!(job_id = %job.id, error = %e, "could not cancel an init job without a stream")
+                    }
                 }
                 continue;
             }
@@ -820,10 +825,17 @@ pub async fn fail(
     if job.kind == JobKind::Prove && job.state == JobState::Failed {
         state.metrics().proofs_failed.inc();
     }
-    // A full disk: only an init job's own target disk, as the job's lease proved it ours.
+    // A full disk: only an init job's own target disk, as the job's lease proved it ours. The disk
+    // is the target's worker's: the reporting one, or the storage worker a compute-only worker
+    // streamed to.
+    let target_worker = job.payload["target"]["worker_id"]
+        .as_str()
+        .and_then(|w| Uuid::parse_str(w).ok())
+        .unwrap_or(worker);
     if let Some(d) = disk_full.filter(|d| {
         job.kind == JobKind::Init && job.payload["target"]["disk_id"].as_str() == Some(d.disk_id.as_str())
     }) {
+        let worker = target_worker;
         let moved = state
             .store()
             .record_disk_full(worker, &d.disk_id, d.free_bytes, now)

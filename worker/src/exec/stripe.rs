@@ -121,13 +121,23 @@ pub fn link_atomically(link: &Path, target: &Path) -> Result<bool, ExecError> {
     Ok(true)
 }
 
-/// Brings the identity's home on this rig up to date. `dirs` are the identity's directories on
+/// Serializes this process's read-modify-writes of PoST metadata (VRF nonce merges, home syncs):
+/// init jobs on several devices and the stream server may finish batches of one identity at the
+/// same moment, and a nonce merged by one must not be overwritten by another's older copy. Not
+/// held while labels are computed or written.
+pub fn metadata_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Brings the identity's home on this rig up to date (under [`metadata_lock`]). `dirs` are the identity's directories on
 /// every disk of the rig (existing or not), in the rig's disk order; `scrypt_n` is the identity's
 /// (the merged VRF nonce is re-derived before it is kept).
 ///
 /// A file number that is a real file in two directories is not linked (and a warning is
 /// logged): which copy is current is the coordinator's to say, see `init::remove_stale_copies`.
 pub fn sync_home(dirs: &[PathBuf], scrypt_n: usize) -> Result<HomeSync, ExecError> {
+    let _g = metadata_lock();
     let mut out = HomeSync::default();
     let mut owner: BTreeMap<u64, Vec<&PathBuf>> = BTreeMap::new();
     for dir in dirs {

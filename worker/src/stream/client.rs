@@ -25,6 +25,8 @@ pub struct StreamedInit {
     pub end: u64,
     /// Labels before `start + resume_from` are already reported done.
     pub resume_from: u64,
+    /// The target disk's id on the storage worker (named when that disk is full).
+    pub disk_id: String,
 }
 
 /// Why a batch could not be delivered.
@@ -41,6 +43,15 @@ pub enum StreamError {
     /// The lease behind the token no longer holds.
     #[error("the storage worker at {url} says the lease is gone: {message}")]
     StaleLease { url: String, message: String },
+    /// The target disk on the storage worker is full (507 `disk_full`): not retried, the job fails
+    /// for good and the coordinator moves the file to another disk.
+    #[error("the storage worker at {url} has no room on the target disk: {message}")]
+    DiskFull {
+        url: String,
+        message: String,
+        /// Free bytes the storage worker measured on the disk, when it could.
+        free_bytes: Option<u64>,
+    },
     /// Still failing after every retry (network, storage worker busy or down).
     #[error("sending labels to {url} failed {attempts} times; last: {last}")]
     Unreachable {
@@ -54,7 +65,7 @@ impl From<StreamError> for ExecError {
     fn from(e: StreamError) -> Self {
         match e {
             StreamError::StaleLease { .. } => ExecError::Stopped,
-            StreamError::Refused { .. } => ExecError::Invalid(e.to_string()),
+            StreamError::Refused { .. } | StreamError::DiskFull { .. } => ExecError::Invalid(e.to_string()),
             StreamError::Unreachable { ref url, .. } => ExecError::Io {
                 step: "streaming labels to",
                 path: url.into(),
@@ -73,6 +84,8 @@ struct ErrorBody {
 struct ErrorDetail {
     code: String,
     message: String,
+    #[serde(default)]
+    free_bytes: Option<u64>,
 }
 
 /// Sends batches under one grant, with retries.
@@ -160,10 +173,17 @@ impl ChunkSender {
                 }
                 Ok(resp) => {
                     let status = resp.status().as_u16();
-                    let (code, message) = match resp.json::<ErrorBody>().await {
-                        Ok(b) => (b.error.code, b.error.message),
-                        Err(_) => ("unknown".to_owned(), format!("HTTP {status}")),
+                    let (code, message, free_bytes) = match resp.json::<ErrorBody>().await {
+                        Ok(b) => (b.error.code, b.error.message, b.error.free_bytes),
+                        Err(_) => ("unknown".to_owned(), format!("HTTP {status}"), None),
                     };
+                    if code == "disk_full" {
+                        return Err(StreamError::DiskFull {
+                            url: self.url.clone(),
+                            message,
+                            free_bytes,
+                        });
+                    }
                     let again = status >= 500 || status == 429 || code == "checksum_mismatch";
                     if status == 409 {
                         return Err(StreamError::StaleLease {
@@ -229,7 +249,10 @@ pub fn run_streamed_init(
     let mut in_flight: Option<InFlight> = None;
     let mut settle = |f: InFlight, out: &mut InitOutcome| -> Result<(), ExecError> {
         let (range, best, handle) = f;
-        let ack = rt.block_on(handle).map_err(|_| ExecError::Panicked)??;
+        let ack = rt
+            .block_on(handle)
+            .map_err(|_| ExecError::Panicked)?
+            .map_err(|e| failure(task, range.start_label, e))?;
         if ack.start_label != range.start_label || ack.end_label != range.end_label {
             return Err(ExecError::Invalid(format!(
                 "the storage worker acked [{}, {}) for [{}, {})",
@@ -286,4 +309,115 @@ pub fn run_streamed_init(
         settle(f, &mut out)?;
     }
     Ok(out)
+}
+
+/// A batch that could not be delivered, as the job's error. A full target disk is
+/// [`ExecError::DiskFull`] naming that disk, so that the coordinator moves the file elsewhere.
+fn failure(task: &StreamedInit, from: u64, e: StreamError) -> ExecError {
+    match e {
+        StreamError::DiskFull {
+            url,
+            message,
+            free_bytes,
+        } => ExecError::DiskFull {
+            disk_id: task.disk_id.clone(),
+            disk: url.into(),
+            free_bytes: free_bytes.unwrap_or(0),
+            needed_bytes: task.end.saturating_sub(from).saturating_mul(16),
+            detail: format!("the streamed labels [{from}, {}): {message}", task.end),
+        },
+        e => e.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+
+    use axum::http::StatusCode;
+    use axum::Json;
+    use post::backend::CpuBackend;
+    use protocol::IdentityParams;
+    use uuid::Uuid;
+
+    use super::*;
+
+    /// A storage worker that answers every batch 507 `disk_full`; counts the batches it saw.
+    async fn full_storage_worker() -> (String, Arc<AtomicUsize>) {
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = seen.clone();
+        let app = axum::Router::new().route(
+            CHUNK_PATH,
+            axum::routing::post(move || {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    (
+                        StatusCode::INSUFFICIENT_STORAGE,
+                        Json(serde_json::json!({"error": {"code": "disk_full",
+                            "message": "disk d7 (/mnt/d7) is full: writing postdata_0.bin",
+                            "free_bytes": 4096}})),
+                    )
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, seen)
+    }
+
+    /// A full target disk is final: one request, no retries, and the job's error is
+    /// `ExecError::DiskFull` naming the target disk, which the coordinator acts on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_target_disk_is_not_retried_and_names_the_disk() {
+        let (url, seen) = full_storage_worker().await;
+        let sender = ChunkSender::new(&StreamGrant {
+            url,
+            token: "t".into(),
+        })
+        .expect("sender");
+        let task = StreamedInit {
+            identity: IdentityParams {
+                identity_id: Uuid::nil(),
+                node_id: "31".repeat(32),
+                commitment_atx_id: Some("42".repeat(32)),
+                num_units: 1,
+                labels_per_unit: 1024,
+                max_file_size: 16 * 1024,
+                scrypt_n: 2,
+            },
+            file_index: 0,
+            start: 0,
+            end: 1024,
+            resume_from: 0,
+            disk_id: "d7".into(),
+        };
+        let rt = tokio::runtime::Handle::current();
+        let mut reported = 0;
+        let e = tokio::task::spawn_blocking(move || {
+            let backend = CpuBackend::new(1).expect("backend");
+            let stop = AtomicBool::new(false);
+            let r = run_streamed_init(&task, &backend, &sender, &rt, &stop, &mut |_, _| reported += 1);
+            (r.err(), reported)
+        })
+        .await
+        .expect("join");
+        let (e, reported) = e;
+        let e = e.expect("the job fails");
+        assert_eq!(seen.load(Ordering::SeqCst), 1, "not retried");
+        assert_eq!(reported, 0, "nothing reported done");
+        assert!(!e.is_retryable(), "{e}");
+        let full = e.disk_full().expect("a disk-full report");
+        assert_eq!(
+            (full.disk_id.as_str(), full.free_bytes, full.needed_bytes),
+            ("d7", 4096, 1024 * 16),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains("d7") && e.to_string().contains("is full"),
+            "{e}"
+        );
+    }
 }

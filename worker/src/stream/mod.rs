@@ -18,7 +18,10 @@
 //! The answer is 200 with a [`ChunkAck`], or an error in the coordinator's error contract
 //! (`{"error": {"code", "message"}}`): 400 `checksum_mismatch` (sent again), 401 no token,
 //! 403 `stream_token_invalid`, 409 `stale_lease`, 422 `outside_grant`, `bad_labels` or
-//! `bad_candidate`, 503 `coordinator_unreachable`, 500 `io`.
+//! `bad_candidate`, 503 `coordinator_unreachable`, 500 `io`, 507 `disk_full` (with the disk's
+//! `free_bytes` in the error object when measured). The sender retries 5xx, 429 and checksum
+//! mismatches with backoff; `disk_full` is final: the job fails naming the target disk and the
+//! coordinator moves the file to another disk.
 
 pub mod client;
 pub mod server;
