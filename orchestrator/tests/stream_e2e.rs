@@ -7,12 +7,12 @@
 //! * `compute_only_worker_streams_an_identity_to_a_storage_worker`: real processes only: a
 //!   coordinator, a storage worker whose CPU computes nothing, and a compute worker with no disk;
 //!   the data ends up byte for byte what `smeshfleet post init` writes, and `post check` passes.
-//! * `bench_streaming_throughput` (ignored; `--ignored --nocapture`): labels/s and MB/s of local
-//!   init, streamed init, and the streaming transport alone, on this machine.
+//!
+//! Throughput (local init, streamed init, transport only) is a bench:
+//! `cargo bench -p orchestrator --bench streaming`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ use post::backend::{CpuBackend, LabelBackend, LabelRequest};
 use protocol::{Capabilities, CpuInfo, DiskInfo, StreamGrant};
 use serde_json::{json, Value};
 use worker::client::Client;
-use worker::stream::client::{run_streamed_init, ChunkSender, StreamedInit};
+use worker::stream::client::ChunkSender;
 use worker::stream::server::{Authorizer, StreamServer};
 use worker::stream::{CHUNK_PATH, HEADER_BLAKE3, HEADER_START};
 
@@ -274,6 +274,89 @@ async fn serve_store(
         let _ = worker::stream::server::serve(listener, srv, std::future::pending()).await;
     });
     (base, task)
+}
+
+/// A queued remote init job whose storage worker no longer serves a stream endpoint (it came back
+/// without `--stream-listen`) is cancelled when the compute worker leases it, naming why, instead
+/// of being handed back and leased again every few seconds; the compute worker gets no job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_job_whose_target_lost_its_stream_endpoint_is_cancelled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let disk = dir.path().join("disk0");
+    std::fs::create_dir_all(&disk).expect("disk");
+    let (mut coord, url) = start_coordinator(dir.path(), 60);
+    let http = reqwest::Client::new();
+    admin(
+        &http,
+        &format!("{url}/api/v1/identities"),
+        json!({"name": "remote", "num_units": 1, "labels_per_unit": 4096,
+            "max_file_size": 16 * 4096, "scrypt_n": 16, "commitment_atx_id": "33".repeat(32)}),
+    )
+    .await;
+    let w = two_workers(&http, &url, &disk).await;
+    let job = lease_init(&http, &url, &w.rented_cred).await;
+    let job_id = job["job_id"].as_str().expect("job id").to_owned();
+    assert_eq!(job["spec"]["target"]["worker_id"], w.store_id.as_str(), "{job}");
+    // The storage worker comes back without its stream endpoint.
+    let caps = Capabilities {
+        hostname: "store".into(),
+        cpu: CpuInfo {
+            threads: 2,
+            ..CpuInfo::default()
+        },
+        disks: vec![disk_info("d0", &disk)],
+        stream_url: None,
+        ..Capabilities::default()
+    };
+    let (status, v) = post_as(
+        &http,
+        &format!("{url}/api/v1/worker/heartbeat"),
+        &w.store_cred,
+        json!({"capabilities": caps}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    // Heartbeats are written once a second: wait until the coordinator has the new capabilities.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = get_admin(&http, &format!("{url}/api/v1/workers/{}", w.store_id)).await;
+        if v["capabilities"].get("stream_url").is_none_or(Value::is_null) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "capabilities not updated: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The compute worker hands its lease back (as after a crash); the job is queued again.
+    let (status, v) = post_as(
+        &http,
+        &format!("{url}/api/v1/worker/jobs/{job_id}/fail"),
+        &w.rented_cred,
+        json!({"fencing_token": job["fencing_token"], "error": "test hands it back", "retryable": true,
+            "retry_after_ms": 0}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["state"], "queued", "{v}");
+    // Leasing it now cancels it; nothing is leased.
+    let (status, v) = post_as(
+        &http,
+        &format!("{url}/api/v1/worker/lease"),
+        &w.rented_cred,
+        json!({"kinds": ["init"], "max_jobs": 1}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["jobs"], json!([]), "{v}");
+    let j = get_admin(&http, &format!("{url}/api/v1/jobs/{job_id}")).await;
+    assert_eq!(j["state"], "cancelled", "{j}");
+    let events = get_admin(&http, &format!("{url}/api/v1/events/history?limit=1000")).await;
+    let found = events.as_array().into_iter().flatten().any(|e| {
+        e["kind"] == "job.cancelled"
+            && e["subject"] == job_id.as_str()
+            && e["data"]["reason"]["reason"] == "storage_unavailable"
+    });
+    assert!(found, "a job.cancelled event names why: {events}");
+    assert_eq!(stop(&mut coord), Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -600,105 +683,5 @@ async fn compute_only_worker_streams_an_identity_to_a_storage_worker() {
 
     assert_eq!(stop(&mut rented), Some(0));
     assert_eq!(stop(&mut store), Some(0));
-    assert_eq!(stop(&mut coord), Some(0));
-}
-
-/// Labels/s and MB/s of local init, streamed init and the streaming transport alone on this
-/// machine (CPU labels at N = 8192, loopback). `cargo test -p orchestrator --test stream_e2e
-/// bench_streaming_throughput -- --ignored --nocapture`; `STREAM_BENCH_LABELS` sets the size.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement, not a test"]
-async fn bench_streaming_throughput() {
-    let labels_n: u64 = std::env::var("STREAM_BENCH_LABELS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(65_536);
-    let n = 8192u32;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let disk = dir.path().join("disk0");
-    std::fs::create_dir_all(&disk).expect("disk");
-    let (mut coord, url) = start_coordinator(dir.path(), 600);
-    let http = reqwest::Client::new();
-    let commitment_hex = "55".repeat(32);
-    let units = labels_n.div_ceil(4096) as u32;
-    let identity = admin(
-        &http,
-        &format!("{url}/api/v1/identities"),
-        json!({"name": "bench", "num_units": units, "labels_per_unit": 4096,
-            "max_file_size": 16 * 4096 * u64::from(units), "scrypt_n": n,
-            "commitment_atx_id": commitment_hex}),
-    )
-    .await;
-    let mut w = two_workers(&http, &url, &disk).await;
-    let job = lease_init(&http, &url, &w.rented_cred).await;
-    let grant: StreamGrant = serde_json::from_value(job["stream"].clone()).expect("grant");
-    let (_base, _srv) = serve_store(&url, &w.store_cred, &disk, w.listener.take().expect("listener")).await;
-    let params: protocol::IdentityParams = serde_json::from_value(job["identity"].clone()).expect("identity");
-    let end = job["spec"]["work"]["range"]["end"].as_u64().expect("end");
-    let threads = std::thread::available_parallelism().map_or(2, usize::from);
-    let mb = |labels: u64, s: f64| labels as f64 * 16.0 / 1e6 / s;
-    println!("labels {end}, N {n}, {threads} threads, loopback");
-
-    // Local init: compute and write on one rig (`smeshfleet post init`, the same CPU backend).
-    let t = Instant::now();
-    reference_init(
-        &dir.path().join("local"),
-        identity["node_id"].as_str().expect("node id"),
-        &commitment_hex,
-        units,
-        16 * 4096 * u64::from(units),
-        n,
-    );
-    let s = t.elapsed().as_secs_f64();
-    println!(
-        "local init (post init)   {:>10.0} labels/s {:>8.2} MB/s",
-        end as f64 / s,
-        mb(end, s)
-    );
-
-    // Streamed init: compute here, send every batch, report after each ack.
-    let backend: Arc<dyn LabelBackend> = Arc::new(CpuBackend::new(threads).expect("backend"));
-    let sender = ChunkSender::new(&grant).expect("sender");
-    let task = StreamedInit {
-        identity: params.clone(),
-        file_index: 0,
-        start: 0,
-        end,
-        resume_from: 0,
-    };
-    let rt = tokio::runtime::Handle::current();
-    let t = Instant::now();
-    let (s2, b2) = (sender.clone(), backend.clone());
-    let written = tokio::task::spawn_blocking(move || {
-        let stop = AtomicBool::new(false);
-        run_streamed_init(&task, b2.as_ref(), &s2, &rt, &stop, &mut |_, _| {}).map(|o| o.labels_written)
-    })
-    .await
-    .expect("join")
-    .expect("streamed init");
-    let s = t.elapsed().as_secs_f64();
-    assert_eq!(written, end);
-    println!(
-        "streamed init            {:>10.0} labels/s {:>8.2} MB/s",
-        end as f64 / s,
-        mb(end, s)
-    );
-
-    // Transport alone: precomputed batches of 256 Ki labels (checksum, one spot check, write,
-    // fsync, ack), one at a time.
-    let data = read(&dir.path().join("local").join("postdata_0.bin"));
-    let batch = (256 * 1024usize).min(data.len() / 16);
-    let t = Instant::now();
-    let mut sent = 0u64;
-    for c in data.chunks(batch * 16) {
-        sender.send(sent, c.to_vec().into(), None).await.expect("batch");
-        sent += (c.len() / 16) as u64;
-    }
-    let s = t.elapsed().as_secs_f64();
-    println!(
-        "transport only           {:>10.0} labels/s {:>8.2} MB/s",
-        sent as f64 / s,
-        mb(sent, s)
-    );
     assert_eq!(stop(&mut coord), Some(0));
 }
