@@ -88,7 +88,13 @@ pub fn run(args: CoordinatorArgs) -> Result<ExitCode, CliError> {
         api,
         reconcile,
     };
+    // At least four runtime threads, even on a 2-core machine: a reconcile pass decodes large
+    // query results between its awaits, and a request must not wait behind it for a free thread
+    // (the kernel time-slices the threads instead; heartbeats then keep their latency).
+    let threads = std::thread::available_parallelism().map_or(4, |n| n.get().max(4));
+    crate::reconcile::limit_malloc_arenas();
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
         .enable_all()
         .build()
         .context("starting the async runtime")

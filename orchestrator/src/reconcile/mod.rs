@@ -422,6 +422,19 @@ fn release_free_memory() {
     }
 }
 
+/// Caps glibc's malloc arenas at two. By default glibc gives each of the runtime's threads an arena
+/// of its own (up to 8 per core); a pass's large, short-lived allocations then leave free memory
+/// spread over all of them, and the resident size grows with the thread count. Call once, before
+/// the runtime starts its threads.
+#[allow(unsafe_code)] // A foreign call; see the SAFETY note.
+pub fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; it has no preconditions.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 /// The longest wait after failed passes.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
