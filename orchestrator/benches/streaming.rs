@@ -26,9 +26,12 @@ use worker::client::Client;
 use worker::stream::client::{run_streamed_init, ChunkSender, StreamedInit};
 use worker::stream::server::{Authorizer, StreamServer};
 
+#[path = "../tests/support/http.rs"]
+mod http;
 #[path = "../tests/support/process.rs"]
 mod process;
 
+use http::post_as;
 use process::{free_port, read, spawn_until, stop, Guard};
 
 const BIN: &str = env!("CARGO_BIN_EXE_smeshfleet");
@@ -55,22 +58,8 @@ fn start_coordinator(dir: &Path, lease_seconds: u64) -> (Guard, String) {
     (coord, line.trim_start_matches(LISTENING).to_owned())
 }
 
-async fn post_as(http: &reqwest::Client, url: &str, token: &str, body: Value) -> (u16, Value) {
-    let r = http
-        .post(url)
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 async fn admin(http: &reqwest::Client, url: &str, body: Value) -> Value {
-    let (status, v) = post_as(http, url, ADMIN, body).await;
-    assert!((200..300).contains(&status), "{url}: {status} {v}");
-    v
+    http::post_ok(http, url, ADMIN, body).await
 }
 
 /// Enrolls a worker with `caps`; returns its credential.

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+#[path = "support/http.rs"]
+mod http;
 #[path = "support/process.rs"]
 mod process;
 
@@ -35,6 +37,14 @@ const LABELS_PER_UNIT: u64 = 4096;
 /// [`spawn_until`] for the callers that need only the child.
 fn spawned(cmd: &mut Command, ready: &str) -> Guard {
     spawn_until(cmd, ready).0
+}
+
+async fn post_admin(http: &reqwest::Client, url: &str, body: impl Into<Option<Value>>) -> Value {
+    http::post_ok(http, url, ADMIN, body).await
+}
+
+async fn get_admin(http: &reqwest::Client, url: &str) -> Value {
+    http::get_json(http, url, ADMIN).await
 }
 
 fn start_coordinator(dir: &Path, port: u16, lease_seconds: u64) -> Guard {
@@ -71,45 +81,6 @@ fn worker_cmd(url: &str, dir: &Path, disks: &[PathBuf], join_token: Option<&str>
         c.args(["--join-token", t]);
     }
     c
-}
-
-async fn post_admin(http: &reqwest::Client, url: &str, body: Option<Value>) -> Value {
-    let mut req = http.post(url).bearer_auth(ADMIN);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.expect("request");
-    assert!(r.status().is_success(), "{url}: {}", r.status());
-    r.json().await.expect("json")
-}
-
-async fn get_admin(http: &reqwest::Client, url: &str) -> Value {
-    let r = http.get(url).bearer_auth(ADMIN).send().await.expect("request");
-    r.json().await.expect("json")
-}
-
-async fn get_text(http: &reqwest::Client, url: &str) -> String {
-    let r = http.get(url).bearer_auth(ADMIN).send().await.expect("request");
-    r.text().await.expect("text")
-}
-
-/// Polls the identity until `done` says so; fails after `secs`.
-async fn wait_identity(
-    http: &reqwest::Client,
-    url: &str,
-    id: &str,
-    secs: u64,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let v = get_admin(http, &format!("{url}/api/v1/identities/{id}")).await;
-        if done(&v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "identity not there in time: {v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Creates an identity of `units` units of 4096 labels and files of `labels_per_file` labels;
@@ -206,7 +177,7 @@ fn range_of(job: &Value) -> (u64, u64) {
 
 /// `smeshfleet_init_labels_written_total` of a coordinator: labels newly recorded in its life.
 async fn labels_recorded_metric(http: &reqwest::Client, url: &str) -> u64 {
-    let text = get_text(http, &format!("{url}/metrics")).await;
+    let text = http::get_text(http, &format!("{url}/metrics"), ADMIN).await;
     text.lines()
         .find(|l| l.starts_with("smeshfleet_init_labels_written_total"))
         .and_then(|l| l.split_whitespace().nth(1))
@@ -263,7 +234,7 @@ async fn a_striped_identity_has_one_official_directory() {
         &mut worker_cmd(&url, dir.path(), &disks, Some(&token)),
         "smeshfleet worker ",
     );
-    let v = wait_identity(&http, &url, &id, 120, |v| v["state"] == "ready").await;
+    let v = http::wait_identity(&http, &url, ADMIN, &id, 120, |v| v["state"] == "ready").await;
     assert_eq!(v["labels_done"], 16384, "{v}");
     // The init jobs' results are in; the last one synced the home.
     assert_eq!(stop(&mut worker), Some(0));
@@ -388,7 +359,7 @@ async fn worker_then_coordinator_sigkill_lose_nothing() {
     );
 
     // 1. The worker dies mid-range.
-    let v = wait_identity(&http, &url, &id, 120, |v| {
+    let v = http::wait_identity(&http, &url, ADMIN, &id, 120, |v| {
         v["labels_done"].as_u64().unwrap_or(0) > 0
     })
     .await;
@@ -405,7 +376,7 @@ async fn worker_then_coordinator_sigkill_lose_nothing() {
 
     // 2. The coordinator dies while the restarted worker holds the lease. The worker is frozen
     //    first so that the coordinator's count of recorded labels is exact when it dies.
-    let before = wait_identity(&http, &url, &id, 120, |v| {
+    let before = http::wait_identity(&http, &url, ADMIN, &id, 120, |v| {
         v["labels_done"].as_u64().unwrap_or(0) > at_worker_kill
     })
     .await;
@@ -429,7 +400,7 @@ async fn worker_then_coordinator_sigkill_lose_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut coord = start_coordinator(dir.path(), port, 5);
 
-    let v = wait_identity(&http, &url, &id, 180, |v| v["state"] == "ready").await;
+    let v = http::wait_identity(&http, &url, ADMIN, &id, 180, |v| v["state"] == "ready").await;
     assert_eq!(v["labels_done"], total, "{v}");
     let second_life = labels_recorded_metric(&http, &url).await;
     assert_eq!(
@@ -494,7 +465,7 @@ async fn a_corrupted_range_is_found_and_only_it_is_repaired() {
         &mut worker_cmd(&url, dir.path(), &disks, Some(&token)),
         "smeshfleet worker ",
     );
-    wait_identity(&http, &url, &id, 120, |v| v["state"] == "ready").await;
+    http::wait_identity(&http, &url, ADMIN, &id, 120, |v| v["state"] == "ready").await;
     let reference = dir.path().join("reference");
     reference_init(&reference, &node_id, &commitment, 4, 8192);
     let data = ident_dir(&disks[0], &node_id);
@@ -653,7 +624,7 @@ async fn a_full_disk_moves_the_files_elsewhere() {
     let commitment = "66".repeat(32);
     // 4 files of 4096 labels (64 KiB each).
     let (id, node_id) = create_identity(&http, &url, "full-disk", 4, 4096, &commitment).await;
-    let v = wait_identity(&http, &url, &id, 120, |v| v["state"] == "ready").await;
+    let v = http::wait_identity(&http, &url, ADMIN, &id, 120, |v| v["state"] == "ready").await;
     assert_eq!(v["labels_done"], 16384, "{v}");
 
     // The failure named the disk, its free bytes and the bytes needed, and was not retried there.

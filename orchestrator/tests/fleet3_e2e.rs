@@ -20,10 +20,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+#[path = "support/http.rs"]
+mod http;
 #[path = "support/process.rs"]
 mod process;
 
-use process::{free_port, read, spawn_until, stop, Guard};
+use process::{free_port, read, spawn_until, stop, walk_files, Guard};
 
 const BIN: &str = env!("CARGO_BIN_EXE_smeshfleet");
 const ADMIN: &str = "fleet3-admin-token-0123456789abcdef";
@@ -33,6 +35,14 @@ const WORKER_READY: &str = "smeshfleet worker ";
 /// Small labels: this test is about the pipeline, not scrypt.
 const SCRYPT_N: u32 = 512;
 const LABELS_PER_UNIT: u64 = 4096;
+
+async fn post_admin(http: &reqwest::Client, url: &str, body: impl Into<Option<Value>>) -> Value {
+    http::post_ok(http, url, ADMIN, body).await
+}
+
+async fn get_admin(http: &reqwest::Client, url: &str) -> Value {
+    http::get_json(http, url, ADMIN).await
+}
 
 fn start_coordinator(dir: &Path) -> (Guard, String) {
     let port = free_port();
@@ -77,25 +87,6 @@ fn start_worker(
         .unwrap_or_else(|| panic!("no worker id in {line:?}"))
         .to_owned();
     (child, id)
-}
-
-async fn post_admin(http: &reqwest::Client, url: &str, body: Value) -> Value {
-    let r = http
-        .post(url)
-        .bearer_auth(ADMIN)
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    let status = r.status();
-    let v: Value = r.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "{url}: {status} {v}");
-    v
-}
-
-async fn get_admin(http: &reqwest::Client, url: &str) -> Value {
-    let r = http.get(url).bearer_auth(ADMIN).send().await.expect("request");
-    r.json().await.expect("json")
 }
 
 async fn join_token(http: &reqwest::Client, url: &str) -> String {
@@ -146,25 +137,6 @@ async fn create_identity(
         commitment: commitment.to_owned(),
         id: v["id"].as_str().expect("id").to_owned(),
         node_id: v["node_id"].as_str().expect("node id").to_owned(),
-    }
-}
-
-/// Polls the identity until `done` says so; fails after `secs`.
-async fn wait_identity(
-    http: &reqwest::Client,
-    url: &str,
-    id: &str,
-    secs: u64,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let v = get_admin(http, &format!("{url}/api/v1/identities/{id}")).await;
-        if done(&v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "identity not there in time: {v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -326,20 +298,6 @@ fn check_layout(ident: &Ident, disks: &[PathBuf], reference: &Path) -> Vec<usize
     used
 }
 
-fn walk_files(root: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(root) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            walk_files(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_of_three_initializes_two_identities_as_post_init_does() {
     let t0 = Instant::now();
@@ -374,7 +332,7 @@ async fn a_fleet_of_three_initializes_two_identities_as_post_init_does() {
     // "striped": 4 files of 4096 labels, all placed on store-1 (the only rig with disks yet),
     // whose two disks sit on one device: the planner alternates them.
     let striped = create_identity(&http, &url, "striped", 4, 4096, &"33".repeat(32)).await;
-    let v = wait_identity(&http, &url, &striped.id, 60, |v| {
+    let v = http::wait_identity(&http, &url, ADMIN, &striped.id, 60, |v| {
         v["files"]
             .as_array()
             .is_some_and(|f| f.len() == 4 && f.iter().all(|f| !f["disk_id"].is_null()))
@@ -416,7 +374,7 @@ async fn a_fleet_of_three_initializes_two_identities_as_post_init_does() {
     let single = create_identity(&http, &url, "single", 2, 8192, &"77".repeat(32)).await;
 
     for ident in [&striped, &single] {
-        let v = wait_identity(&http, &url, &ident.id, 120, |v| v["state"] == "ready").await;
+        let v = http::wait_identity(&http, &url, ADMIN, &ident.id, 120, |v| v["state"] == "ready").await;
         assert_eq!(v["labels_done"], ident.labels(), "{}: {v}", ident.name);
     }
     let ready_at = t0.elapsed();

@@ -6,19 +6,28 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+#[path = "support/http.rs"]
+mod http;
 #[path = "support/process.rs"]
 mod process;
 
-use process::{free_port, read, spawn_until, stop, Guard};
+use process::{free_port, read, spawn_until, stop, walk_files, Guard};
 
 const BIN: &str = env!("CARGO_BIN_EXE_smeshfleet");
 const ADMIN: &str = "e2e-admin-token-0123456789abcdef";
 const PASSPHRASE: &str = "e2e passphrase 123";
 const LISTENING: &str = "smeshfleet coordinator listening on ";
+
+async fn post_admin(http: &reqwest::Client, url: &str, body: impl Into<Option<Value>>) -> Value {
+    http::post_ok(http, url, ADMIN, body).await
+}
+
+async fn get_admin(http: &reqwest::Client, url: &str) -> Value {
+    http::get_json(http, url, ADMIN).await
+}
 
 /// Starts a coordinator in `dir/coord`; returns it and its URL.
 fn start_coordinator(dir: &Path, lease_seconds: u64) -> (Guard, String) {
@@ -63,40 +72,6 @@ fn worker_cmd(url: &str, dir: &Path, join_token: Option<&str>) -> Command {
     c
 }
 
-async fn post_admin(http: &reqwest::Client, url: &str, body: Option<Value>) -> Value {
-    let mut req = http.post(url).bearer_auth(ADMIN);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.expect("request");
-    assert!(r.status().is_success(), "{url}: {}", r.status());
-    r.json().await.expect("json")
-}
-
-async fn get_admin(http: &reqwest::Client, url: &str) -> Value {
-    let r = http.get(url).bearer_auth(ADMIN).send().await.expect("request");
-    r.json().await.expect("json")
-}
-
-/// Polls the identity until `done` says so; fails after `secs`.
-async fn wait_identity(
-    http: &reqwest::Client,
-    url: &str,
-    id: &str,
-    secs: u64,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let v = get_admin(http, &format!("{url}/api/v1/identities/{id}")).await;
-        if done(&v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "identity not there in time: {v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// `smeshfleet post init` of the same identity into `dir`: the reference the worker must match.
 fn reference_init(dir: &Path, node_id: &str, commitment: &str, units: u32, max_file_size: u64) {
     let out = Command::new(BIN)
@@ -113,20 +88,6 @@ fn reference_init(dir: &Path, node_id: &str, commitment: &str, units: u32, max_f
         .output()
         .expect("post init");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn walk_files(root: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(root) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            walk_files(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
 }
 
 fn find_dir(root: &Path, name: &str) -> Option<PathBuf> {
@@ -161,7 +122,7 @@ async fn coordinator_and_worker_initialize_an_identity() {
     );
 
     // Every label recorded done.
-    let last = wait_identity(&http, &url, &id, 180, |v| v["state"] == "ready").await;
+    let last = http::wait_identity(&http, &url, ADMIN, &id, 180, |v| v["state"] == "ready").await;
     assert_eq!(last["labels_done"], 8192, "{last}");
 
     let reference = dir.path().join("reference");
@@ -246,7 +207,7 @@ async fn worker_sigkill_mid_init_resumes_and_loses_nothing() {
     );
 
     // Some labels recorded, not all: kill the worker without warning.
-    let v = wait_identity(&http, &url, &id, 120, |v| {
+    let v = http::wait_identity(&http, &url, ADMIN, &id, 120, |v| {
         v["labels_done"].as_u64().unwrap_or(0) > 0
     })
     .await;
@@ -257,7 +218,7 @@ async fn worker_sigkill_mid_init_resumes_and_loses_nothing() {
 
     // Restart without a join token: the saved credential is used.
     let (mut worker, _) = spawn_until(&mut worker_cmd(&url, dir.path(), None), "smeshfleet worker ");
-    let v = wait_identity(&http, &url, &id, 180, |v| v["state"] == "ready").await;
+    let v = http::wait_identity(&http, &url, ADMIN, &id, 180, |v| v["state"] == "ready").await;
     assert_eq!(v["labels_done"], 16384, "{v}");
 
     let reference = dir.path().join("reference");

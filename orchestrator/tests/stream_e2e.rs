@@ -11,7 +11,7 @@
 //! Throughput (local init, streamed init, transport only) is a bench:
 //! `cargo bench -p orchestrator --bench streaming`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,15 +24,26 @@ use worker::stream::client::ChunkSender;
 use worker::stream::server::{Authorizer, StreamServer};
 use worker::stream::{CHUNK_PATH, HEADER_BLAKE3, HEADER_START};
 
+#[path = "support/http.rs"]
+mod http;
 #[path = "support/process.rs"]
 mod process;
 
-use process::{free_port, read, spawn_until, stop, Guard};
+use http::post_as;
+use process::{free_port, read, spawn_until, stop, walk_files, Guard};
 
 const BIN: &str = env!("CARGO_BIN_EXE_smeshfleet");
 const ADMIN: &str = "stream-admin-token-0123456789abcdef";
 const PASSPHRASE: &str = "stream passphrase 123";
 const LISTENING: &str = "smeshfleet coordinator listening on ";
+
+async fn admin(http: &reqwest::Client, url: &str, body: Value) -> Value {
+    http::post_ok(http, url, ADMIN, body).await
+}
+
+async fn get_admin(http: &reqwest::Client, url: &str) -> Value {
+    http::get_json(http, url, ADMIN).await
+}
 
 fn start_coordinator(dir: &Path, lease_seconds: u64) -> (Guard, String) {
     let (coord, line) = spawn_until(
@@ -51,29 +62,6 @@ fn start_coordinator(dir: &Path, lease_seconds: u64) -> (Guard, String) {
         LISTENING,
     );
     (coord, line.trim_start_matches(LISTENING).to_owned())
-}
-
-async fn post_as(http: &reqwest::Client, url: &str, token: &str, body: Value) -> (u16, Value) {
-    let r = http
-        .post(url)
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-async fn admin(http: &reqwest::Client, url: &str, body: Value) -> Value {
-    let (status, v) = post_as(http, url, ADMIN, body).await;
-    assert!((200..300).contains(&status), "{url}: {status} {v}");
-    v
-}
-
-async fn get_admin(http: &reqwest::Client, url: &str) -> Value {
-    let r = http.get(url).bearer_auth(ADMIN).send().await.expect("request");
-    r.json().await.expect("json")
 }
 
 /// Enrolls a worker with `caps`; returns its id and credential.
@@ -542,20 +530,6 @@ async fn chunk_endpoint_checks_grant_checksum_labels_and_lease() {
         .expect("theirs");
     assert_eq!((ours.nonce, ours.nonce_value), (theirs.nonce, theirs.nonce_value));
     assert_eq!(stop(&mut coord), Some(0));
-}
-
-fn walk_files(root: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(root) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            walk_files(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
