@@ -83,6 +83,18 @@ fn worker_cmd(url: &str, dir: &Path, disks: &[PathBuf], join_token: Option<&str>
     c
 }
 
+/// Lets the worker's CPU compute labels, or not (`PUT /api/v1/workers/{id}/devices`).
+async fn set_cpu_init(http: &reqwest::Client, url: &str, worker_id: &str, on: bool) {
+    let r = http
+        .put(format!("{url}/api/v1/workers/{worker_id}/devices"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"cpu_init": on, "disabled_gpus": []}))
+        .send()
+        .await
+        .expect("request");
+    assert!(r.status().is_success(), "set devices: {}", r.status());
+}
+
 /// Creates an identity of `units` units of 4096 labels and files of `labels_per_file` labels;
 /// returns its id and node id.
 async fn create_identity(
@@ -611,6 +623,51 @@ async fn a_full_disk_moves_the_files_elsewhere() {
     .arg(&small)
     .args(&args);
     let mut worker = spawned(&mut cmd, "smeshfleet worker ");
+    // The worker's disks as the coordinator knows them; the small one's id.
+    let small_dir = small.canonicalize().expect("canonical path");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (worker_id, small_id) = loop {
+        let workers = get_admin(&http, &format!("{url}/api/v1/workers")).await;
+        let w = workers.as_array().and_then(|w| w.first()).cloned();
+        let small_disk = w.as_ref().and_then(|w| {
+            w["capabilities"]["disks"]
+                .as_array()
+                .filter(|d| d.len() == 2)?
+                .iter()
+                .find(|d| d["mount"].as_str().is_some_and(|m| Path::new(m) == small_dir))
+                .cloned()
+        });
+        if let (Some(w), Some(d)) = (w, small_disk) {
+            break (
+                w["id"].as_str().expect("worker id").to_owned(),
+                d["id"].as_str().expect("disk id").to_owned(),
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker's two disks not reported: {workers}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // No label device until the files are placed and the disk is full: the disk fills up after
+    // the coordinator placed files on it, not before (the heartbeats would tell it first).
+    set_cpu_init(&http, &url, &worker_id, false).await;
+    let commitment = "66".repeat(32);
+    // 4 files of 4096 labels (64 KiB each).
+    let (id, node_id) = create_identity(&http, &url, "full-disk", 4, 4096, &commitment).await;
+    let placed = http::wait_identity(&http, &url, ADMIN, &id, 60, |v| {
+        v["files"]
+            .as_array()
+            .is_some_and(|f| f.len() == 4 && f.iter().all(|f| f["disk_id"].is_string()))
+    })
+    .await;
+    let on_small = placed["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .filter(|f| f["disk_id"] == small_id.as_str())
+        .count();
+    assert!(on_small > 0, "files were placed on the small disk: {placed}");
     // Fill the small disk behind the coordinator's back (it was measured with ~2.5 MB free).
     let inside = PathBuf::from(format!("/proc/{}/root", worker.0.id()))
         .join(small.strip_prefix("/").expect("absolute temporary directory"));
@@ -621,9 +678,7 @@ async fn a_full_disk_moves_the_files_elsewhere() {
         while f.write_all(&block).is_ok() {}
         let _ = f.sync_all();
     }
-    let commitment = "66".repeat(32);
-    // 4 files of 4096 labels (64 KiB each).
-    let (id, node_id) = create_identity(&http, &url, "full-disk", 4, 4096, &commitment).await;
+    set_cpu_init(&http, &url, &worker_id, true).await;
     let v = http::wait_identity(&http, &url, ADMIN, &id, 120, |v| v["state"] == "ready").await;
     assert_eq!(v["labels_done"], 16384, "{v}");
 
@@ -643,10 +698,9 @@ async fn a_full_disk_moves_the_files_elsewhere() {
         );
         assert_eq!(j["attempts"], 1, "not retried on the full disk: {j}");
     }
-    let small_id = failed[0]["spec"]["target"]["disk_id"]
-        .as_str()
-        .expect("disk id")
-        .to_owned();
+    assert!(failed
+        .iter()
+        .all(|j| j["spec"]["target"]["disk_id"] == small_id.as_str()));
     let workers = get_admin(&http, &format!("{url}/api/v1/workers")).await;
     let disk = workers
         .as_array()
