@@ -1,0 +1,15 @@
+//! The node the coordinator smeshes against. `NodeBridge` (to come) is the interface; the
+//! embedded devnet implements it with the pieces below, each keeping the byte formats and
+//! validation rules of the real network (`shared/spec/devnet.md`) and shrinking only durations,
+//! sizes and counts:
+//!
+//! - [`codec`]: the SCALE codec go-spacemesh uses;
+//! - [`clock`]: genesis, layers, epochs and the PoET round schedule;
+//! - [`poet`]: PoET servers: registration, membership tree, sequential work, proofs, verifier;
+//! - [`atx`]: ATX v1: wire format, ids, PoET challenges, validation, weight and height,
+//!   malfeasance proofs;
+//! - [`rewards`]: the subsidy curve, eligibility slots and per-layer rewards;
+//! - [`vm`]: the account model: addresses, stub and spawned accounts, the wallet template,
+//!   transactions, gas and fees.
+
+pub mod codec;
