@@ -12,4 +12,6 @@
 //! - [`vm`]: the account model: addresses, stub and spawned accounts, the wallet template,
 //!   transactions, gas and fees.
 
+pub mod clock;
 pub mod codec;
+pub mod rewards;
