@@ -14,4 +14,5 @@
 
 pub mod clock;
 pub mod codec;
+pub mod poet;
 pub mod rewards;
