@@ -12,6 +12,7 @@
 //! - [`vm`]: the account model: addresses, stub and spawned accounts, the wallet template,
 //!   transactions, gas and fees.
 
+pub mod atx;
 pub mod clock;
 pub mod codec;
 pub mod poet;

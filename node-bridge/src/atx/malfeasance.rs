@@ -1,0 +1,395 @@
+//! ATX malfeasance v1 (spec/devnet.md §4, spec/node.md §2.7): MultipleATXs (type 1, two
+//! different ATXs of one smesher in one publish epoch) and InvalidPrevATX (type 5, two
+//! different ATXs of one smesher naming the same previous ATX; two initial ATXs count, their
+//! previous being the empty id).
+//!
+//! Wire forms (best reading of go-spacemesh's `malfeasance/wire`, not in the spec):
+//! `AtxProofMsg = {InnerMsg: ATXMetadata{PublishEpoch compact, MsgHash [32]}, SmesherID [32],
+//! Signature [64]}`, `AtxProof = {Messages [2]AtxProofMsg}` (a fixed array: no length),
+//! `InvalidPrevATXProof = {Atx1, Atx2 ActivationTxV1}`. The outer gossip container
+//! (`MalfeasanceProof{Layer, Proof{Type, Data}}`) is not implemented here; [`MalfeasanceProof`]
+//! encodes as the type byte followed by the proof.
+
+use crate::codec::{DecodeError, Decoder, Encoder};
+
+use super::ids::{metadata_signing_bytes, verify_atx_signature, verify_signature, GenesisId};
+use super::wire::{ActivationTxV1, AtxId, AtxMetadata, Epoch, NodeId, Scale};
+
+/// v1 type byte of a MultipleATXs proof.
+pub const MULTIPLE_ATXS: u8 = 1;
+/// v1 type byte of an InvalidPrevATX proof.
+pub const INVALID_PREV_ATX: u8 = 5;
+
+/// One signed `{PublishEpoch, ATX ID}`: what an ATX signature covers, with its signer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AtxProofMsg {
+    pub inner: AtxMetadata,
+    pub smesher_id: NodeId,
+    pub signature: [u8; 64],
+}
+
+impl AtxProofMsg {
+    /// The signed metadata of `atx`.
+    pub fn of(atx: &ActivationTxV1) -> Self {
+        Self {
+            inner: AtxMetadata {
+                publish_epoch: atx.publish_epoch(),
+                msg_hash: atx.id(),
+            },
+            smesher_id: atx.smesher_id,
+            signature: atx.signature,
+        }
+    }
+
+    /// Whether the signature is the smesher's over `genesis_id ‖ 0x00 ‖ SCALE(inner)`.
+    pub fn verify(&self, genesis_id: &GenesisId) -> bool {
+        verify_signature(
+            &self.smesher_id,
+            &metadata_signing_bytes(genesis_id, &self.inner),
+            &self.signature,
+        )
+    }
+}
+
+impl Scale for AtxProofMsg {
+    fn encode_to(&self, e: &mut Encoder) {
+        self.inner.encode_to(e);
+        e.array(&self.smesher_id);
+        e.array(&self.signature);
+    }
+
+    fn decode_from(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            inner: AtxMetadata::decode_from(d)?,
+            smesher_id: d.array("atx proof smesher id")?,
+            signature: d.array("atx proof signature")?,
+        })
+    }
+}
+
+/// Two different ATXs of one smesher in one publish epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MultipleAtxsProof {
+    pub messages: [AtxProofMsg; 2],
+}
+
+/// Two different ATXs of one smesher that name the same previous ATX.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct InvalidPrevAtxProof {
+    pub atx1: ActivationTxV1,
+    pub atx2: ActivationTxV1,
+}
+
+/// A proof that an identity is malicious.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MalfeasanceProof {
+    MultipleAtxs(Box<MultipleAtxsProof>),
+    InvalidPrevAtx(Box<InvalidPrevAtxProof>),
+}
+
+/// Why a malfeasance proof does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MalfeasanceError {
+    #[error("the two messages are signed by different smeshers")]
+    DifferentSmeshers,
+    #[error("signature of message {which} is invalid")]
+    InvalidSignature { which: usize },
+    #[error("publish epochs differ: {first} and {second}")]
+    DifferentEpochs { first: Epoch, second: Epoch },
+    #[error("previous ATXs differ")]
+    DifferentPrevAtx,
+    #[error("both messages are about the same ATX")]
+    SameAtx,
+    #[error("unknown malfeasance type {0}")]
+    UnknownType(u8),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+/// A MultipleATXs proof when `a` and `b` are different ATXs of one smesher in one epoch.
+pub fn detect_multiple_atxs(a: &ActivationTxV1, b: &ActivationTxV1) -> Option<MultipleAtxsProof> {
+    (a.smesher_id == b.smesher_id && a.publish_epoch() == b.publish_epoch() && a.id() != b.id()).then(|| {
+        MultipleAtxsProof {
+            messages: [AtxProofMsg::of(a), AtxProofMsg::of(b)],
+        }
+    })
+}
+
+/// An InvalidPrevATX proof when `a` and `b` are different ATXs of one smesher with the same
+/// previous ATX.
+pub fn detect_invalid_prev_atx(a: &ActivationTxV1, b: &ActivationTxV1) -> Option<InvalidPrevAtxProof> {
+    (a.smesher_id == b.smesher_id
+        && a.inner.challenge.prev_atx_id == b.inner.challenge.prev_atx_id
+        && a.id() != b.id())
+    .then(|| InvalidPrevAtxProof {
+        atx1: a.clone(),
+        atx2: b.clone(),
+    })
+}
+
+/// Whichever proof two ATXs make (MultipleATXs first), if any.
+pub fn detect(a: &ActivationTxV1, b: &ActivationTxV1) -> Option<MalfeasanceProof> {
+    detect_multiple_atxs(a, b)
+        .map(|p| MalfeasanceProof::MultipleAtxs(Box::new(p)))
+        .or_else(|| detect_invalid_prev_atx(a, b).map(|p| MalfeasanceProof::InvalidPrevAtx(Box::new(p))))
+}
+
+impl MultipleAtxsProof {
+    /// Check the proof; returns the malicious identity.
+    pub fn verify(&self, genesis_id: &GenesisId) -> Result<NodeId, MalfeasanceError> {
+        let [m1, m2] = &self.messages;
+        if m1.smesher_id != m2.smesher_id {
+            return Err(MalfeasanceError::DifferentSmeshers);
+        }
+        for (which, m) in self.messages.iter().enumerate() {
+            if !m.verify(genesis_id) {
+                return Err(MalfeasanceError::InvalidSignature { which });
+            }
+        }
+        if m1.inner.publish_epoch != m2.inner.publish_epoch {
+            return Err(MalfeasanceError::DifferentEpochs {
+                first: m1.inner.publish_epoch,
+                second: m2.inner.publish_epoch,
+            });
+        }
+        if m1.inner.msg_hash == m2.inner.msg_hash {
+            return Err(MalfeasanceError::SameAtx);
+        }
+        Ok(m1.smesher_id)
+    }
+}
+
+impl InvalidPrevAtxProof {
+    /// Check the proof; returns the malicious identity.
+    pub fn verify(&self, genesis_id: &GenesisId) -> Result<NodeId, MalfeasanceError> {
+        if self.atx1.smesher_id != self.atx2.smesher_id {
+            return Err(MalfeasanceError::DifferentSmeshers);
+        }
+        for (which, atx) in [&self.atx1, &self.atx2].into_iter().enumerate() {
+            if !verify_atx_signature(genesis_id, atx) {
+                return Err(MalfeasanceError::InvalidSignature { which });
+            }
+        }
+        if self.atx1.inner.challenge.prev_atx_id != self.atx2.inner.challenge.prev_atx_id {
+            return Err(MalfeasanceError::DifferentPrevAtx);
+        }
+        if self.atx1.id() == self.atx2.id() {
+            return Err(MalfeasanceError::SameAtx);
+        }
+        Ok(self.atx1.smesher_id)
+    }
+}
+
+impl MalfeasanceProof {
+    /// The v1 type byte.
+    pub fn kind(&self) -> u8 {
+        match self {
+            MalfeasanceProof::MultipleAtxs(_) => MULTIPLE_ATXS,
+            MalfeasanceProof::InvalidPrevAtx(_) => INVALID_PREV_ATX,
+        }
+    }
+
+    /// The identity the proof is against (as claimed; [`MalfeasanceProof::verify`] checks it).
+    pub fn smesher_id(&self) -> NodeId {
+        match self {
+            MalfeasanceProof::MultipleAtxs(p) => p.messages[0].smesher_id,
+            MalfeasanceProof::InvalidPrevAtx(p) => p.atx1.smesher_id,
+        }
+    }
+
+    /// Check the proof (signatures, same smesher, same epoch or previous, different ATXs);
+    /// returns the malicious identity. Whether the identity is known is the caller's check.
+    pub fn verify(&self, genesis_id: &GenesisId) -> Result<NodeId, MalfeasanceError> {
+        match self {
+            MalfeasanceProof::MultipleAtxs(p) => p.verify(genesis_id),
+            MalfeasanceProof::InvalidPrevAtx(p) => p.verify(genesis_id),
+        }
+    }
+
+    /// Decode the type byte and the proof.
+    pub fn decode(bytes: &[u8]) -> Result<Self, MalfeasanceError> {
+        let mut d = Decoder::new(bytes);
+        let proof = match d.u8("malfeasance type")? {
+            MULTIPLE_ATXS => MalfeasanceProof::MultipleAtxs(Box::new(MultipleAtxsProof {
+                messages: [
+                    AtxProofMsg::decode_from(&mut d)?,
+                    AtxProofMsg::decode_from(&mut d)?,
+                ],
+            })),
+            INVALID_PREV_ATX => MalfeasanceProof::InvalidPrevAtx(Box::new(InvalidPrevAtxProof {
+                atx1: ActivationTxV1::decode_from(&mut d)?,
+                atx2: ActivationTxV1::decode_from(&mut d)?,
+            })),
+            other => return Err(MalfeasanceError::UnknownType(other)),
+        };
+        d.finish()?;
+        Ok(proof)
+    }
+
+    /// The type byte, then the proof.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = Encoder::new();
+        e.u8(self.kind());
+        match self {
+            MalfeasanceProof::MultipleAtxs(p) => {
+                p.messages[0].encode_to(&mut e);
+                p.messages[1].encode_to(&mut e);
+            }
+            MalfeasanceProof::InvalidPrevAtx(p) => {
+                p.atx1.encode_to(&mut e);
+                p.atx2.encode_to(&mut e);
+            }
+        }
+        e.finish()
+    }
+}
+
+/// The ATX ids a proof is about.
+pub fn atx_ids(proof: &MalfeasanceProof) -> [AtxId; 2] {
+    match proof {
+        MalfeasanceProof::MultipleAtxs(p) => [p.messages[0].inner.msg_hash, p.messages[1].inner.msg_hash],
+        MalfeasanceProof::InvalidPrevAtx(p) => [p.atx1.id(), p.atx2.id()],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::atx::testkit::{alice, bob, genesis, MapLookup};
+    use crate::atx::wire::InnerActivationTxV1;
+
+    /// Two ATXs of `alice` in epoch 1 that differ only in coinbase (cheap: no proving).
+    fn pair() -> (ActivationTxV1, ActivationTxV1) {
+        let a = alice();
+        let mut lookup = MapLookup::at(1);
+        let inner: InnerActivationTxV1 = a.initial(1, 1);
+        let mut other = inner.clone();
+        other.coinbase = [0xee; 24];
+        (a.seal(inner, &mut lookup), a.seal(other, &mut lookup))
+    }
+
+    #[test]
+    fn double_publish_is_detected_and_proved() {
+        let (x, y) = pair();
+        let p = detect_multiple_atxs(&x, &y).expect("double publish");
+        assert_eq!(p.verify(&genesis()), Ok(alice().node_id));
+        let whole = detect(&x, &y).expect("a proof");
+        assert_eq!(whole.kind(), MULTIPLE_ATXS);
+        assert_eq!(whole.verify(&genesis()), Ok(alice().node_id));
+        assert_eq!(atx_ids(&whole), [x.id(), y.id()]);
+        // Round trip of the encoded proof.
+        let back = MalfeasanceProof::decode(&whole.encode()).expect("decode");
+        assert_eq!(back, whole);
+        // Same ATX twice, or different epochs/smeshers: nothing.
+        assert!(detect_multiple_atxs(&x, &x).is_none());
+        assert!(detect(&x, &x).is_none());
+        let mut later = x.inner.clone();
+        later.challenge.publish_epoch = 2;
+        let later = alice().sign(later);
+        assert!(detect_multiple_atxs(&x, &later).is_none());
+        let theirs = bob().sign(y.inner.clone());
+        assert!(detect_multiple_atxs(&x, &theirs).is_none());
+    }
+
+    #[test]
+    fn forged_double_publish_proofs_fail() {
+        let (x, y) = pair();
+        let good = detect_multiple_atxs(&x, &y).expect("proof");
+        let gid = genesis();
+
+        let mut p = good;
+        p.messages[1].signature[5] ^= 1;
+        assert_eq!(
+            p.verify(&gid),
+            Err(MalfeasanceError::InvalidSignature { which: 1 })
+        );
+
+        let mut p = good;
+        p.messages[0].inner.msg_hash[0] ^= 1;
+        assert_eq!(
+            p.verify(&gid),
+            Err(MalfeasanceError::InvalidSignature { which: 0 })
+        );
+
+        let mut p = good;
+        p.messages[1].smesher_id = bob().node_id;
+        assert_eq!(p.verify(&gid), Err(MalfeasanceError::DifferentSmeshers));
+
+        let p = MultipleAtxsProof {
+            messages: [good.messages[0], good.messages[0]],
+        };
+        assert_eq!(p.verify(&gid), Err(MalfeasanceError::SameAtx));
+
+        // Different epochs, both validly signed.
+        let mut later = x.inner.clone();
+        later.challenge.publish_epoch = 2;
+        let later = alice().sign(later);
+        let p = MultipleAtxsProof {
+            messages: [AtxProofMsg::of(&x), AtxProofMsg::of(&later)],
+        };
+        assert_eq!(
+            p.verify(&gid),
+            Err(MalfeasanceError::DifferentEpochs { first: 1, second: 2 })
+        );
+
+        // Another network's genesis.
+        assert_eq!(
+            good.verify(&[0; 20]),
+            Err(MalfeasanceError::InvalidSignature { which: 0 })
+        );
+    }
+
+    #[test]
+    fn two_successors_of_one_atx_are_proved() {
+        let a = alice();
+        let (x, _) = pair();
+        // Two different ATXs in epochs 2 and 3 both naming x as previous.
+        let mut s1 = x.inner.clone();
+        s1.challenge.prev_atx_id = x.id();
+        s1.challenge.sequence = 1;
+        s1.challenge.publish_epoch = 2;
+        let mut s2 = s1.clone();
+        s2.challenge.publish_epoch = 3;
+        let (s1, s2) = (a.sign(s1), a.sign(s2));
+        assert!(detect_multiple_atxs(&s1, &s2).is_none());
+        let p = detect_invalid_prev_atx(&s1, &s2).expect("invalid prev");
+        assert_eq!(p.verify(&genesis()), Ok(a.node_id));
+        let whole = detect(&s1, &s2).expect("proof");
+        assert_eq!(whole.kind(), INVALID_PREV_ATX);
+        assert_eq!(MalfeasanceProof::decode(&whole.encode()).expect("decode"), whole);
+
+        let mut bad = p.clone();
+        bad.atx2.signature[0] ^= 1;
+        assert_eq!(
+            bad.verify(&genesis()),
+            Err(MalfeasanceError::InvalidSignature { which: 1 })
+        );
+        let mut bad = p.clone();
+        bad.atx2 = bob().sign(s2.inner.clone());
+        assert_eq!(bad.verify(&genesis()), Err(MalfeasanceError::DifferentSmeshers));
+        let mut other_prev = s2.inner.clone();
+        other_prev.challenge.prev_atx_id = [9; 32];
+        let bad = InvalidPrevAtxProof {
+            atx1: s1.clone(),
+            atx2: a.sign(other_prev),
+        };
+        assert_eq!(bad.verify(&genesis()), Err(MalfeasanceError::DifferentPrevAtx));
+        let bad = InvalidPrevAtxProof {
+            atx1: s1.clone(),
+            atx2: s1.clone(),
+        };
+        assert_eq!(bad.verify(&genesis()), Err(MalfeasanceError::SameAtx));
+    }
+
+    #[test]
+    fn bad_encodings_are_named() {
+        assert_eq!(
+            MalfeasanceProof::decode(&[7]),
+            Err(MalfeasanceError::UnknownType(7))
+        );
+        assert!(matches!(
+            MalfeasanceProof::decode(&[MULTIPLE_ATXS, 0]),
+            Err(MalfeasanceError::Decode(_))
+        ));
+    }
+}
