@@ -17,3 +17,4 @@ pub mod clock;
 pub mod codec;
 pub mod poet;
 pub mod rewards;
+pub mod vm;
