@@ -1,8 +1,10 @@
-//! The node the coordinator smeshes against. `NodeBridge` (to come) is the interface; the
+//! The node the coordinator smeshes against. `NodeBridge` is the interface; the
 //! embedded devnet implements it with the pieces below, each keeping the byte formats and
 //! validation rules of the real network (`shared/spec/devnet.md`) and shrinking only durations,
 //! sizes and counts:
 //!
+//! - [`bridge`]: the [`bridge::NodeBridge`] trait the coordinator uses, its types and errors;
+//! - [`devnet`]: the embedded devnet node implementing it, driven by an explicit time;
 //! - [`codec`]: the SCALE codec go-spacemesh uses;
 //! - [`clock`]: genesis, layers, epochs and the PoET round schedule;
 //! - [`poet`]: PoET servers: registration, membership tree, sequential work, proofs, verifier;
@@ -13,8 +15,10 @@
 //!   transactions, gas and fees.
 
 pub mod atx;
+pub mod bridge;
 pub mod clock;
 pub mod codec;
+pub mod devnet;
 pub mod poet;
 pub mod rewards;
 pub mod vm;

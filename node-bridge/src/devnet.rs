@@ -1,0 +1,919 @@
+//! The embedded devnet (spec/devnet.md §6): a deterministic one-process Spacemesh node that
+//! implements [`NodeBridge`] with the real pieces of this crate, driven by an explicit time.
+//!
+//! [`Devnet::advance`] walks every instant that matters between the last time and `now_ms`, in
+//! order: PoET round starts and ends (each PoET keeps its own pace and may have its own phase
+//! shift), layer ends, epoch starts. At each:
+//!
+//! - **PoET**: rounds with members start, run at their pace (real labels, tree and Fiat–Shamir
+//!   proof), and end; a finished round's proof is verified with the real verifier and stored
+//!   under its `PoetProofRef`, so ATXs naming it validate;
+//! - **epoch start** `E`: the active set of `E` is fixed: ATXs published in `E − 1` accepted
+//!   before `E` started, without flagged identities or zero weight; each gets
+//!   `slots(w, W)` and, per slot `j`, the layer its VRF output selects;
+//! - **layer end** `L` (from the effective genesis on; earlier layers apply nothing and keep
+//!   transactions pending, as the VM refuses them): the identities eligible in `L` and not
+//!   flagged by now make the block's reward entries (`ATX weight × proofs / slots`); the
+//!   pending transactions are applied by the VM (ordered by principal, nonce), then
+//!   `subsidy + fees` is split and credited to the coinbases.
+//!
+//! ATXs are validated fully by [`validate_atx_v1`] (signature, syntax, dependencies, PoET
+//! membership, VRF nonce, initial PoST and NIPoST with real k2pow checks by a light-mode
+//! RandomX from `post`), then ingested by [`AtxStore`], which flags equivocating identities.
+//!
+//! **Simplifications.**
+//! - Eligibility VRF: the real ECVRF over the node key needs the identity's private key, which
+//!   the node never has. Until ballots are signed by the coordinator's keystore, the 80-byte VRF
+//!   output of slot `j` is a deterministic stand-in,
+//!   `blake3-XOF(beacon ‖ u32le(epoch) ‖ u64le(vrf_nonce) ‖ u32le(j) ‖ node_id)[0..80]`.
+//!   This is the one simplification left in eligibility.
+//! - No ballots/proposals/hare: every eligible, unflagged identity is deemed to have proposed in
+//!   its layers (an honest smesher would), and the block is final on creation.
+//! - Beacon: epochs ≤ 2 use the first 4 bytes of the genesis id; later epochs
+//!   `blake3("beacon" ‖ genesis_id ‖ u32le(epoch))[0..4]` (§6.2).
+//! - Every pending transaction goes into the next applied layer (no mempool selection).
+//! - p2p sync state is [`BridgeError::NotAvailable`].
+//!
+//! **Memory** is bounded by `retain_epochs`: PoET rounds, events, rewards, receipts and active
+//! sets older than that many epochs are forgotten. Validated ATXs stay (later ATXs refer to
+//! them): one per identity per epoch.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use post::pow::{PowVerifier, RandomXMode, RandomXOptions, RandomXPow};
+use post::verify::VerifyOptions;
+
+use crate::atx::{
+    genesis_id, golden_atx, validate_atx_v1, ActivationTxV1, AtxId, AtxParams, AtxStore, Epoch, Ingested,
+    NodeId, PoetProofInfo, ValidatedAtx, ValidationContext,
+};
+use crate::bridge::{
+    AccountInfo, AtxInfo, AtxSubmission, BridgeError, Eligibility, EventCursor, GenesisInfo, LayerRewardInfo,
+    Malfeasance, NodeBridge, NodeEvent, NodeTime, PoetId, PoetInfo, PoetRegistered, PoetRound, Reward,
+};
+use crate::clock::{Clock, ClockError, ClockParams, ClockParamsError, EpochId, LayerId};
+use crate::poet::{PoetConfig, PoetError, PoetServer, Registration, RoundEvent, RoundSchedule};
+use crate::rewards::{
+    block_reward_entries, layer_rewards, EligibilityParams, ProposalReward, RewardError, SMIDGE_PER_SMH,
+    VRF_OUTPUT_LEN,
+};
+use crate::vm::{Address, GenesisAccount, TxError, TxHeader, TxId, TxReceipt, Vm, VmConfig};
+
+/// One simulated PoET.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoetSpec {
+    pub id: String,
+    pub leaves_per_second: u64,
+    /// `None`: the clock's phase shift.
+    pub phase_shift_ms: Option<u64>,
+}
+
+/// Everything the devnet is made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevnetConfig {
+    pub clock: ClockParams,
+    pub golden_atx: AtxId,
+    pub eligibility: EligibilityParams,
+    pub atx: AtxParams,
+    pub poets: Vec<PoetSpec>,
+    /// Genesis stubs (the faucet).
+    pub genesis_accounts: Vec<GenesisAccount>,
+    /// Local seed of the K3 subset this node checks.
+    pub k3_seed: Vec<u8>,
+    /// Epochs of PoET rounds, events, rewards and receipts kept.
+    pub retain_epochs: u32,
+}
+
+impl DevnetConfig {
+    /// The §6.3 devnet: 5 s layers, 12 per epoch, PoETs at 1,000 and 800 leaves/s with the
+    /// clock's phase shift, 1,024 labels per unit, 1–16 units, K1/K2/K3 = 8/10/10, all-`0xFF`
+    /// k2pow difficulty, scrypt N = 32, tick size 500, and `faucet` holding 10⁶ SMH.
+    pub fn devnet(genesis_ms: u64, faucet: Address) -> Self {
+        let genesis_s = i64::try_from(genesis_ms / 1_000).unwrap_or(i64::MAX);
+        DevnetConfig {
+            clock: ClockParams::devnet().with_genesis_ms(genesis_ms),
+            golden_atx: golden_atx(genesis_s, b"smeshfleet-devnet"),
+            eligibility: EligibilityParams::devnet(),
+            atx: AtxParams {
+                labels_per_unit: 1_024,
+                min_num_units: 1,
+                max_num_units: 16,
+                k1: 8,
+                k2: 10,
+                k3: 10,
+                pow_difficulty: [0xff; 32],
+                scrypt_n: 32,
+                tick_size: crate::rewards::weight::DEVNET_TICK_SIZE,
+            },
+            poets: vec![
+                PoetSpec {
+                    id: "poet-1000".into(),
+                    leaves_per_second: 1_000,
+                    phase_shift_ms: None,
+                },
+                PoetSpec {
+                    id: "poet-800".into(),
+                    leaves_per_second: 800,
+                    phase_shift_ms: None,
+                },
+            ],
+            genesis_accounts: vec![GenesisAccount {
+                address: faucet,
+                balance: 1_000_000 * SMIDGE_PER_SMH,
+            }],
+            k3_seed: b"smeshfleet devnet".to_vec(),
+            retain_epochs: 4,
+        }
+    }
+}
+
+/// Why a devnet cannot be built or advanced.
+#[derive(Debug, thiserror::Error)]
+pub enum DevnetError {
+    #[error("clock parameters: {0}")]
+    ClockParams(#[from] ClockParamsError),
+    #[error("config: {0}")]
+    Config(&'static str),
+    #[error("PoET {poet}: {source}")]
+    Poet {
+        poet: String,
+        #[source]
+        source: PoetError,
+    },
+    #[error("light RandomX: {0}")]
+    RandomX(#[from] post::pow::PowError),
+    #[error("time went backwards: {now_ms} ms is before the devnet's {last_ms} ms")]
+    TimeWentBackwards { now_ms: u64, last_ms: u64 },
+    #[error(transparent)]
+    Bridge(#[from] BridgeError),
+}
+
+impl From<ClockError> for DevnetError {
+    fn from(e: ClockError) -> Self {
+        DevnetError::Bridge(BridgeError::Clock(e))
+    }
+}
+
+fn system_time(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The stand-in for the ECVRF output of slot `j` (see the module docs).
+pub fn vrf_stand_in(
+    beacon: &[u8; 4],
+    epoch: EpochId,
+    vrf_nonce: u64,
+    j: u32,
+    node: &NodeId,
+) -> [u8; VRF_OUTPUT_LEN] {
+    let mut h = blake3::Hasher::new();
+    h.update(beacon);
+    h.update(&epoch.to_le_bytes());
+    h.update(&vrf_nonce.to_le_bytes());
+    h.update(&j.to_le_bytes());
+    h.update(node);
+    let mut out = [0u8; VRF_OUTPUT_LEN];
+    h.finalize_xof().fill(&mut out);
+    out
+}
+
+/// The devnet beacon of `epoch` (see the module docs).
+pub fn devnet_beacon(genesis_id: &[u8; 20], epoch: EpochId) -> [u8; 4] {
+    let mut b = [0u8; 4];
+    if epoch <= 2 {
+        b.copy_from_slice(&genesis_id[..4]);
+    } else {
+        let mut h = blake3::Hasher::new();
+        h.update(b"beacon");
+        h.update(genesis_id);
+        h.update(&epoch.to_le_bytes());
+        b.copy_from_slice(&h.finalize().as_bytes()[..4]);
+    }
+    b
+}
+
+struct PoetSlot {
+    info: PoetInfo,
+    server: PoetServer,
+    rounds: BTreeMap<u64, PoetRound>,
+}
+
+#[derive(Debug, Clone)]
+struct ActiveMember {
+    atx: ValidatedAtx,
+    slots: u32,
+    layers: BTreeMap<LayerId, u32>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ActiveSet {
+    total_weight: u64,
+    members: BTreeMap<NodeId, ActiveMember>,
+}
+
+struct State {
+    cfg: DevnetConfig,
+    clock: Clock,
+    genesis_id: [u8; 20],
+    now_ms: u64,
+    /// The next layer to apply.
+    next_layer: LayerId,
+    poets: Vec<PoetSlot>,
+    store: AtxStore,
+    by_smesher: BTreeMap<NodeId, Vec<AtxId>>,
+    by_publish: BTreeMap<Epoch, Vec<AtxId>>,
+    active_sets: BTreeMap<EpochId, ActiveSet>,
+    vm: Vm,
+    mempool: Vec<Vec<u8>>,
+    receipts: HashMap<TxId, (EpochId, TxReceipt)>,
+    layers: BTreeMap<LayerId, LayerRewardInfo>,
+    events: VecDeque<(EpochId, NodeEvent)>,
+    /// Sequence number of `events.front()`.
+    first_event: u64,
+    /// Oldest epoch still kept.
+    oldest_epoch: EpochId,
+}
+
+/// The embedded devnet node.
+pub struct Devnet {
+    state: Mutex<State>,
+    pow: Arc<dyn PowVerifier>,
+}
+
+impl std::fmt::Debug for Devnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.lock();
+        f.debug_struct("Devnet")
+            .field("now_ms", &s.now_ms)
+            .field("next_layer", &s.next_layer)
+            .field("atxs", &s.store.len())
+            .finish()
+    }
+}
+
+impl Devnet {
+    /// A devnet at its genesis, verifying k2pows with a fresh light-mode RandomX.
+    pub fn new(config: DevnetConfig) -> Result<Self, DevnetError> {
+        let rx = RandomXPow::with_options(RandomXOptions {
+            mode: RandomXMode::Light,
+            threads: 1,
+            large_pages: false,
+        })?;
+        Self::with_pow_verifier(config, Arc::new(rx))
+    }
+
+    /// A devnet at its genesis, verifying k2pows with `pow`.
+    pub fn with_pow_verifier(config: DevnetConfig, pow: Arc<dyn PowVerifier>) -> Result<Self, DevnetError> {
+        let clock = Clock::new(config.clock)?;
+        if config.eligibility.layers_per_epoch != clock.layers_per_epoch() {
+            return Err(DevnetError::Config(
+                "eligibility and clock disagree on layers per epoch",
+            ));
+        }
+        if config.atx.tick_size == 0 {
+            return Err(DevnetError::Config("tick size is 0"));
+        }
+        let gid = genesis_id(&config.golden_atx);
+        let epoch_ms = clock.epoch_duration_ms();
+        let mut poets = Vec::with_capacity(config.poets.len());
+        for spec in &config.poets {
+            if poets.iter().any(|p: &PoetSlot| p.info.id.0 == spec.id) {
+                return Err(DevnetError::Config("two PoETs share an id"));
+            }
+            let phase = spec.phase_shift_ms.unwrap_or(config.clock.poet_phase_shift_ms);
+            if phase >= epoch_ms {
+                return Err(DevnetError::Config(
+                    "a PoET's phase shift is not shorter than the epoch",
+                ));
+            }
+            let pc = PoetConfig {
+                schedule: RoundSchedule {
+                    genesis: system_time(config.clock.genesis_ms),
+                    epoch_duration: Duration::from_millis(epoch_ms),
+                    phase_shift: Duration::from_millis(phase),
+                    cycle_gap: Duration::from_millis(config.clock.poet_cycle_gap_ms),
+                },
+                genesis_id: gid,
+                leaves_per_second: spec.leaves_per_second,
+                t: crate::poet::T,
+                label_depth: crate::poet::LABEL_DEPTH,
+            };
+            let server = PoetServer::new(pc).map_err(|source| DevnetError::Poet {
+                poet: spec.id.clone(),
+                source,
+            })?;
+            poets.push(PoetSlot {
+                info: PoetInfo {
+                    id: PoetId(spec.id.clone()),
+                    genesis_ms: config.clock.genesis_ms,
+                    phase_shift_ms: phase,
+                    cycle_ms: epoch_ms,
+                    cycle_gap_ms: config.clock.poet_cycle_gap_ms,
+                    leaves_per_second: Some(spec.leaves_per_second),
+                },
+                server,
+                rounds: BTreeMap::new(),
+            });
+        }
+        let vm = Vm::new(VmConfig::new(gid), &config.genesis_accounts);
+        let mut state = State {
+            now_ms: config.clock.genesis_ms,
+            cfg: config,
+            clock,
+            genesis_id: gid,
+            next_layer: 0,
+            poets,
+            store: AtxStore::new(),
+            by_smesher: BTreeMap::new(),
+            by_publish: BTreeMap::new(),
+            active_sets: BTreeMap::new(),
+            vm,
+            mempool: Vec::new(),
+            receipts: HashMap::new(),
+            layers: BTreeMap::new(),
+            events: VecDeque::new(),
+            first_event: 0,
+            oldest_epoch: 0,
+        };
+        state.epoch_started(0)?;
+        Ok(Devnet {
+            state: Mutex::new(state),
+            pow,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The devnet's time.
+    pub fn now_ms(&self) -> u64 {
+        self.lock().now_ms
+    }
+
+    /// Move time to `now_ms`: run the PoETs, start epochs, apply every layer that has ended.
+    /// An error leaves the devnet where it stopped (everything before that instant applied);
+    /// it is a bug or an overflow, not something a caller can fix by retrying.
+    pub fn advance(&self, now_ms: u64) -> Result<(), DevnetError> {
+        let mut s = self.lock();
+        if now_ms < s.now_ms {
+            return Err(DevnetError::TimeWentBackwards {
+                now_ms,
+                last_ms: s.now_ms,
+            });
+        }
+        loop {
+            let layer_end = s.clock.layer_end(s.next_layer)?;
+            let poet_next = s
+                .poets
+                .iter()
+                .filter_map(|p| next_boundary(&p.info, s.now_ms))
+                .min();
+            let t = poet_next.map_or(layer_end, |p| p.min(layer_end));
+            if t > now_ms {
+                break;
+            }
+            s.now_ms = t;
+            if t == layer_end {
+                let layer = s.next_layer;
+                s.apply_layer(layer)?;
+                s.next_layer = layer + 1;
+                if s.next_layer.is_multiple_of(s.clock.layers_per_epoch()) {
+                    let epoch = s.clock.epoch_of_layer(s.next_layer);
+                    s.epoch_started(epoch)?;
+                }
+            }
+            s.step_poets(t)?;
+        }
+        s.now_ms = now_ms;
+        s.step_poets(now_ms)?;
+        Ok(())
+    }
+}
+
+/// The first round start or end of `poet` strictly after `t_ms`.
+fn next_boundary(poet: &PoetInfo, t_ms: u64) -> Option<u64> {
+    let r = poet.open_round(t_ms);
+    let prev_end = r.checked_sub(1).and_then(|p| poet.round_end_ms(p));
+    match prev_end {
+        Some(end) if end > t_ms => Some(end),
+        _ => poet.round_start_ms(r),
+    }
+}
+
+impl State {
+    fn current_epoch(&self) -> EpochId {
+        self.clock.epoch_at(self.now_ms).unwrap_or(0)
+    }
+
+    fn push_event(&mut self, event: NodeEvent) {
+        let epoch = self.current_epoch();
+        self.events.push_back((epoch, event));
+    }
+
+    fn step_poets(&mut self, t_ms: u64) -> Result<(), BridgeError> {
+        let now = system_time(t_ms);
+        for i in 0..self.poets.len() {
+            let poet = self.poets[i].info.id.clone();
+            let events = self.poets[i]
+                .server
+                .advance(now)
+                .map_err(|source| BridgeError::Poet {
+                    poet: poet.clone(),
+                    source,
+                })?;
+            for e in events {
+                match e {
+                    RoundEvent::Started { round, members, .. } => {
+                        self.push_event(NodeEvent::PoetRoundStarted {
+                            poet: poet.clone(),
+                            round,
+                            members,
+                        })
+                    }
+                    RoundEvent::Finished { round, leaf_count } => {
+                        let slot = &mut self.poets[i];
+                        let rp = slot.server.proof(round).map_err(|source| BridgeError::Poet {
+                            poet: poet.clone(),
+                            source,
+                        })?;
+                        let cfg = slot.server.config();
+                        if rp
+                            .proof
+                            .verify_with_depth(&rp.statement, cfg.t, cfg.label_depth)
+                            .is_err()
+                        {
+                            return Err(BridgeError::PoetProofInvalid { poet, round });
+                        }
+                        let proof_ref = rp.proof.reference();
+                        let info = PoetRound {
+                            poet: poet.clone(),
+                            round,
+                            proof_ref,
+                            statement: rp.statement,
+                            leaf_count,
+                            members: rp.members.clone(),
+                        };
+                        self.store.insert_poet_proof(
+                            proof_ref,
+                            PoetProofInfo {
+                                statement: info.statement,
+                                leaf_count,
+                            },
+                        );
+                        slot.rounds.insert(round, info);
+                        self.push_event(NodeEvent::PoetRoundEnded {
+                            poet: poet.clone(),
+                            round,
+                            leaf_count,
+                            proof_ref,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn beacon(&self, epoch: EpochId) -> [u8; 4] {
+        devnet_beacon(&self.genesis_id, epoch)
+    }
+
+    /// The active set of `epoch` from what the store holds now.
+    fn compute_active_set(&self, epoch: EpochId) -> Result<ActiveSet, BridgeError> {
+        let Some(publish) = epoch.checked_sub(1) else {
+            return Ok(ActiveSet::default());
+        };
+        let atxs: Vec<ValidatedAtx> = self
+            .by_publish
+            .get(&publish)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.store.get(id).copied())
+            .filter(|v| v.weight > 0 && !self.store.is_malicious(&v.smesher_id))
+            .collect();
+        let total_weight = atxs.iter().fold(0u64, |acc, v| acc.saturating_add(v.weight));
+        let beacon = self.beacon(epoch);
+        let mut members = BTreeMap::new();
+        for atx in atxs {
+            let slots = self.cfg.eligibility.slots(atx.weight, total_weight)?;
+            let mut layers = BTreeMap::new();
+            for j in 0..slots {
+                let vrf = vrf_stand_in(&beacon, epoch, atx.vrf_nonce, j, &atx.smesher_id);
+                let layer = self.cfg.eligibility.eligibility_layer(epoch, &vrf)?;
+                *layers.entry(layer).or_insert(0u32) += 1;
+            }
+            members.insert(atx.smesher_id, ActiveMember { atx, slots, layers });
+        }
+        Ok(ActiveSet {
+            total_weight,
+            members,
+        })
+    }
+
+    fn epoch_started(&mut self, epoch: EpochId) -> Result<(), BridgeError> {
+        self.store.set_current_epoch(epoch);
+        let set = self.compute_active_set(epoch)?;
+        self.active_sets.insert(epoch, set);
+        self.push_event(NodeEvent::EpochStarted { epoch });
+        self.prune(epoch.saturating_sub(self.cfg.retain_epochs));
+        Ok(())
+    }
+
+    fn prune(&mut self, oldest: EpochId) {
+        if oldest <= self.oldest_epoch {
+            return;
+        }
+        self.oldest_epoch = oldest;
+        let lpe = self.clock.layers_per_epoch();
+        self.active_sets = self.active_sets.split_off(&oldest);
+        self.by_publish = self.by_publish.split_off(&oldest.saturating_sub(1));
+        let first_layer = oldest.saturating_mul(lpe);
+        self.layers = self.layers.split_off(&first_layer);
+        self.receipts
+            .retain(|_, (epoch, r)| *epoch >= oldest || r.status == crate::vm::TxStatus::Pending);
+        while self.events.front().is_some_and(|(e, _)| *e < oldest) {
+            self.events.pop_front();
+            self.first_event += 1;
+        }
+        for p in &mut self.poets {
+            let round = u64::from(oldest);
+            p.rounds = p.rounds.split_off(&round);
+            p.server.forget_rounds_before(round);
+        }
+    }
+
+    fn apply_layer(&mut self, layer: LayerId) -> Result<(), BridgeError> {
+        let effective_genesis = self.clock.effective_genesis_layer();
+        if layer < effective_genesis {
+            self.push_event(NodeEvent::LayerApplied {
+                layer,
+                txs: 0,
+                fees: 0,
+                rewarded: 0,
+            });
+            return Ok(());
+        }
+        let epoch = self.clock.epoch_of_layer(layer);
+        let proposals: Vec<ProposalReward<AtxId, Address>> = self
+            .active_sets
+            .get(&epoch)
+            .into_iter()
+            .flat_map(|set| set.members.values())
+            .filter(|m| !self.store.is_malicious(&m.atx.smesher_id))
+            .filter_map(|m| {
+                let proofs = *m.layers.get(&layer)?;
+                Some(ProposalReward {
+                    atx: m.atx.id,
+                    coinbase: Address(m.atx.coinbase),
+                    atx_weight: m.atx.weight,
+                    eligibility_proofs: proofs,
+                    eligibility_count: m.slots,
+                })
+            })
+            .collect();
+        let entries = block_reward_entries(&proposals)?;
+        let txs = std::mem::take(&mut self.mempool);
+        let mut split: Option<Result<crate::rewards::LayerRewards<AtxId, Address>, RewardError>> = None;
+        let outcome = self.vm.apply_layer(layer, &txs, |fees| {
+            let r = layer_rewards(layer, effective_genesis, &entries, fees);
+            let credits = match &r {
+                Ok(lr) => lr.credits.iter().map(|c| (c.coinbase, c.total_reward)).collect(),
+                Err(_) => Vec::new(),
+            };
+            split = Some(r);
+            credits
+        })?;
+        // `Vm::apply_layer` always calls the closure once; `None` cannot happen.
+        let split = match split {
+            Some(r) => r?,
+            None => return Err(BridgeError::Reward(RewardError::ZeroTotalWeight)),
+        };
+        for o in &outcome.txs {
+            self.receipts
+                .insert(o.id, (epoch, TxReceipt::from_outcome(o, layer)));
+        }
+        let credits: Vec<Reward> = split
+            .credits
+            .iter()
+            .map(|c| Reward {
+                layer,
+                coinbase: c.coinbase,
+                smesher: self.store.get(&c.atx).map_or([0; 32], |v| v.smesher_id),
+                atx: c.atx,
+                total: c.total_reward,
+                layer_reward: c.layer_reward,
+            })
+            .collect();
+        self.push_event(NodeEvent::LayerApplied {
+            layer,
+            txs: outcome.txs.len(),
+            fees: outcome.fees,
+            rewarded: outcome.credited,
+        });
+        for c in &credits {
+            self.push_event(NodeEvent::RewardCredited(*c));
+        }
+        self.layers.insert(
+            layer,
+            LayerRewardInfo {
+                layer,
+                subsidy: split.subsidy,
+                fees: split.fees,
+                burnt: split.burnt,
+                credits,
+            },
+        );
+        Ok(())
+    }
+
+    fn poet(&self, id: &PoetId) -> Result<usize, BridgeError> {
+        self.poets
+            .iter()
+            .position(|p| p.info.id == *id)
+            .ok_or_else(|| BridgeError::UnknownPoet(id.clone()))
+    }
+
+    fn check_epoch(&self, what: &'static str, epoch: EpochId) -> Result<(), BridgeError> {
+        if epoch < self.oldest_epoch {
+            return Err(BridgeError::EpochPruned {
+                what,
+                epoch,
+                oldest: self.oldest_epoch,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl NodeBridge for Devnet {
+    fn clock_params(&self) -> Result<ClockParams, BridgeError> {
+        Ok(self.lock().cfg.clock)
+    }
+
+    fn now(&self) -> Result<NodeTime, BridgeError> {
+        let s = self.lock();
+        Ok(NodeTime {
+            now_ms: s.now_ms,
+            layer: s.clock.layer_at(s.now_ms)?,
+            epoch: s.clock.epoch_at(s.now_ms)?,
+            applied_layer: s.next_layer.checked_sub(1),
+        })
+    }
+
+    fn beacon(&self, epoch: EpochId) -> Result<[u8; 4], BridgeError> {
+        Ok(self.lock().beacon(epoch))
+    }
+
+    fn synced(&self) -> Result<bool, BridgeError> {
+        Err(BridgeError::NotAvailable {
+            what: "p2p sync state (the devnet is one process)",
+        })
+    }
+
+    fn genesis(&self) -> Result<GenesisInfo, BridgeError> {
+        let s = self.lock();
+        Ok(GenesisInfo {
+            genesis_id: s.genesis_id,
+            golden_atx: s.cfg.golden_atx,
+            effective_genesis: s.clock.effective_genesis_layer(),
+        })
+    }
+
+    fn poets(&self) -> Result<Vec<PoetInfo>, BridgeError> {
+        Ok(self.lock().poets.iter().map(|p| p.info.clone()).collect())
+    }
+
+    fn poet_register(
+        &self,
+        poet: &PoetId,
+        registration: &Registration,
+    ) -> Result<PoetRegistered, BridgeError> {
+        let mut s = self.lock();
+        let i = s.poet(poet)?;
+        let now = system_time(s.now_ms);
+        let r = s.poets[i].server.register(now, registration).map_err(|source| {
+            BridgeError::PoetRegistration {
+                poet: poet.clone(),
+                source,
+            }
+        })?;
+        Ok(PoetRegistered {
+            round: r.round,
+            round_end_ms: millis(r.round_end),
+        })
+    }
+
+    fn poet_round(&self, poet: &PoetId, round: u64) -> Result<Option<PoetRound>, BridgeError> {
+        let s = self.lock();
+        let slot = &s.poets[s.poet(poet)?];
+        if let Some(r) = slot.rounds.get(&round) {
+            return Ok(Some(r.clone()));
+        }
+        match slot.server.proof(round) {
+            Err(PoetError::NotFinished { .. }) | Ok(_) => Ok(None),
+            Err(source) => Err(BridgeError::Poet {
+                poet: poet.clone(),
+                source,
+            }),
+        }
+    }
+
+    fn positioning_atx(&self, publish_epoch: Epoch, own_prev: Option<&AtxId>) -> Result<AtxId, BridgeError> {
+        let s = self.lock();
+        let golden = s.cfg.golden_atx;
+        Ok(s.store
+            .select_positioning(publish_epoch.saturating_sub(1), own_prev, &golden))
+    }
+
+    fn previous_atx(&self, smesher: &NodeId) -> Result<Option<AtxInfo>, BridgeError> {
+        let s = self.lock();
+        Ok(s.by_smesher
+            .get(smesher)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| s.store.get(id))
+            .max_by_key(|v| (v.publish_epoch, v.sequence))
+            .map(AtxInfo::from))
+    }
+
+    fn submit_atx(&self, atx: &ActivationTxV1) -> Result<AtxSubmission, BridgeError> {
+        let mut s = self.lock();
+        let id = atx.id();
+        if let Some(v) = s.store.get(&id) {
+            return Ok(AtxSubmission::Accepted {
+                atx: AtxInfo::from(v),
+                duplicate: true,
+                equivocation: false,
+            });
+        }
+        let ctx = ValidationContext {
+            genesis_id: s.genesis_id,
+            golden_atx: s.cfg.golden_atx,
+            params: s.cfg.atx,
+            pow: &*self.pow,
+            k3_seed: s.cfg.k3_seed.clone(),
+            verify_options: VerifyOptions::default(),
+        };
+        let validated = match validate_atx_v1(atx, &ctx, &s.store) {
+            Ok(v) => v,
+            Err(e) => {
+                let reason = e.to_string();
+                s.push_event(NodeEvent::AtxRejected {
+                    id,
+                    smesher: atx.smesher_id,
+                    reason: reason.clone(),
+                });
+                return Ok(AtxSubmission::Rejected {
+                    id,
+                    smesher: atx.smesher_id,
+                    reason,
+                });
+            }
+        };
+        let smesher = atx.smesher_id;
+        let was_malicious = s.store.is_malicious(&smesher);
+        let ingested = s.store.ingest(atx.clone(), validated)?;
+        if ingested == Ingested::Duplicate {
+            return Ok(AtxSubmission::Accepted {
+                atx: AtxInfo::from(&validated),
+                duplicate: true,
+                equivocation: false,
+            });
+        }
+        s.by_smesher.entry(smesher).or_default().push(id);
+        s.by_publish.entry(validated.publish_epoch).or_default().push(id);
+        s.push_event(NodeEvent::AtxAccepted {
+            id,
+            smesher,
+            publish_epoch: validated.publish_epoch,
+            weight: validated.weight,
+            ticks: validated.ticks,
+        });
+        let equivocation = matches!(ingested, Ingested::Equivocation(_));
+        if let Ingested::Equivocation(p) = &ingested {
+            if !was_malicious {
+                s.push_event(NodeEvent::IdentityFlagged {
+                    smesher,
+                    kind: p.kind(),
+                });
+            }
+        }
+        Ok(AtxSubmission::Accepted {
+            atx: AtxInfo::from(&validated),
+            duplicate: false,
+            equivocation,
+        })
+    }
+
+    fn atxs_of(&self, smesher: &NodeId) -> Result<Vec<AtxInfo>, BridgeError> {
+        let s = self.lock();
+        let mut v: Vec<AtxInfo> = s
+            .by_smesher
+            .get(smesher)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| s.store.get(id))
+            .map(AtxInfo::from)
+            .collect();
+        v.sort_by_key(|a| (a.publish_epoch, a.sequence));
+        Ok(v)
+    }
+
+    fn eligibility(&self, smesher: &NodeId, epoch: EpochId) -> Result<Option<Eligibility>, BridgeError> {
+        let s = self.lock();
+        s.check_epoch("eligibility", epoch)?;
+        let (set, fixed) = match s.active_sets.get(&epoch) {
+            Some(set) => (set.clone(), true),
+            None => (s.compute_active_set(epoch)?, false),
+        };
+        Ok(set.members.get(smesher).map(|m| Eligibility {
+            epoch,
+            atx: m.atx.id,
+            weight: m.atx.weight,
+            active_weight: set.total_weight,
+            slots: m.slots,
+            layers: m.layers.iter().map(|(l, n)| (*l, *n)).collect(),
+            fixed,
+        }))
+    }
+
+    fn layer_rewards(&self, layer: LayerId) -> Result<Option<LayerRewardInfo>, BridgeError> {
+        let s = self.lock();
+        s.check_epoch("layer rewards", s.clock.epoch_of_layer(layer))?;
+        Ok(s.layers.get(&layer).cloned())
+    }
+
+    fn rewards_of(&self, coinbase: &Address, from_layer: LayerId) -> Result<Vec<Reward>, BridgeError> {
+        let s = self.lock();
+        s.check_epoch("rewards", s.clock.epoch_of_layer(from_layer))?;
+        Ok(s.layers
+            .range(from_layer..)
+            .flat_map(|(_, l)| l.credits.iter())
+            .filter(|r| r.coinbase == *coinbase)
+            .copied()
+            .collect())
+    }
+
+    fn account(&self, address: &Address) -> Result<AccountInfo, BridgeError> {
+        let a = self.lock().vm.account(address);
+        Ok(AccountInfo {
+            address: a.address,
+            balance: a.balance,
+            next_nonce: a.next_nonce,
+            template: a.template(),
+            layer: a.layer,
+        })
+    }
+
+    fn submit_tx(&self, raw: &[u8]) -> Result<TxId, BridgeError> {
+        if raw.len() > crate::vm::tx::TX_SIZE_LIMIT {
+            return Err(BridgeError::MalformedTx(TxError::TooLarge { len: raw.len() }));
+        }
+        TxHeader::peek(raw)?;
+        let id = TxId::of(raw);
+        let mut s = self.lock();
+        if !s.receipts.contains_key(&id) {
+            let epoch = s.current_epoch();
+            s.receipts.insert(id, (epoch, TxReceipt::pending(id)));
+            s.mempool.push(raw.to_vec());
+        }
+        Ok(id)
+    }
+
+    fn tx_status(&self, id: &TxId) -> Result<Option<TxReceipt>, BridgeError> {
+        Ok(self.lock().receipts.get(id).map(|(_, r)| r.clone()))
+    }
+
+    fn malfeasance(&self, smesher: &NodeId) -> Result<Option<Malfeasance>, BridgeError> {
+        Ok(self.lock().store.malfeasance_proof(smesher).map(|p| Malfeasance {
+            smesher: *smesher,
+            kind: p.kind(),
+            proof: p.clone(),
+        }))
+    }
+
+    fn events_since(&self, cursor: EventCursor) -> Result<(Vec<NodeEvent>, EventCursor), BridgeError> {
+        let s = self.lock();
+        let oldest = EventCursor(s.first_event);
+        let next = EventCursor(s.first_event + s.events.len() as u64);
+        if cursor < oldest {
+            return Err(BridgeError::EventsPruned { cursor, oldest });
+        }
+        if cursor > next {
+            return Err(BridgeError::CursorAhead { cursor, next });
+        }
+        let skip = usize::try_from(cursor.0 - s.first_event).unwrap_or(usize::MAX);
+        Ok((s.events.iter().skip(skip).map(|(_, e)| e.clone()).collect(), next))
+    }
+}
+
+#[cfg(test)]
+mod tests;
