@@ -9,4 +9,5 @@ pub mod reconcile;
 pub mod scheduler;
 pub mod secrets;
 pub mod service;
+pub mod smeshing;
 pub mod store;

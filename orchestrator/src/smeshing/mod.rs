@@ -1,0 +1,33 @@
+//! The coordinator's ATX builder (spec/devnet.md §2.2, §2.7, §1.8–1.9) against any
+//! [`NodeBridge`](node_bridge::bridge::NodeBridge), with the identities' keys kept in the
+//! [`Keystore`](crate::keystore::Keystore) and every ATX signature gated by the safety database
+//! (spec/node.md §2.7).
+//!
+//! One cycle of one identity, in order:
+//!
+//! 1. [`prepare_challenge`]: the builder timeline, the positioning ATX and the identity's previous
+//!    ATX give the [`NIPostChallengeV1`](node_bridge::atx::NIPostChallengeV1) (initial: sequence 0,
+//!    commitment ATX and initial PoST; otherwise previous + 1) and its PoET challenge hash;
+//! 2. [`register`]: one PoET-domain signature over the challenge hash, sent to every PoET the node
+//!    lists; one PoET failing does not stop the others;
+//! 3. [`best_poet_proof`]: once the round has ended, the proof with the most leaves among the PoETs
+//!    that accepted the registration, with the identity's membership proof;
+//! 4. the caller proves PoST over [`BestPoetProof::proof_ref`] (workers, in the real pipeline);
+//! 5. [`publish`]: builds the ATX, asks the safety database (Safe gives the keystore's signing
+//!    permit; NotSafe is [`SmeshingError::NotSafe`] and nothing is signed), signs, submits and
+//!    returns the node's answer.
+//!
+//! Retrying [`publish`] with the very same inputs is safe: the safety database answers Safe for the
+//! message it already recorded, and the node reports the ATX as a duplicate.
+//!
+//! No key material passes through here: the keystore signs and only signatures come back, and the
+//! errors name identities (public keys), epochs, PoETs and ATX ids only.
+
+mod builder;
+mod error;
+
+pub use builder::{
+    best_poet_proof, prepare_challenge, publish, register, AtxInputs, BestPoetProof, IdentityParams,
+    PoetRegistrationResult, PreparedChallenge, Published,
+};
+pub use error::{PoetFailure, SmeshingError};

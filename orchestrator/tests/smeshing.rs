@@ -1,0 +1,403 @@
+//! The coordinator's ATX builder end to end against the embedded devnet with a fake clock: one
+//! keystore identity with tiny real PoST data registers with both PoETs, takes the best proof,
+//! publishes an initial ATX through the safety database (accepted, weight > 0); a second,
+//! different ATX for the same publish epoch is refused before signing (also after reopening the
+//! store) and never reaches the node; in the target epoch the coinbase earns rewards.
+
+use std::sync::{Arc, OnceLock};
+
+use node_bridge::atx::validate::ZERO_CHALLENGE;
+use node_bridge::atx::{AtxParams, Hash32, NodeId as BridgeNodeId, Post};
+use node_bridge::bridge::{AtxSubmission, EventCursor, NodeBridge, NodeEvent};
+use node_bridge::clock::Clock;
+use node_bridge::devnet::{Devnet, DevnetConfig};
+use node_bridge::poet::server::Registration;
+use node_bridge::vm::wallet_address;
+use orchestrator::keystore::{Domain, KdfParams, Keystore, NodeId};
+use orchestrator::smeshing::{
+    best_poet_proof, prepare_challenge, publish, register, AtxInputs, IdentityParams, Published,
+    SmeshingError,
+};
+use orchestrator::store::{NotSafeReason, Store};
+use post::difficulty::{proving_difficulty, scale_pow_difficulty, vrf_difficulty};
+use post::pow::{challenge8, PowSolver, RandomXMode, RandomXOptions, RandomXPow};
+use post::proof::Proof;
+use post::prove::{scan_buffer, Prover};
+use post::scrypt::{commitment, label32};
+
+const PASS: &str = "smeshing test passphrase";
+
+/// The devnet's tiny PoST parameters (as in node-bridge's devnet tests).
+const PARAMS: AtxParams = AtxParams {
+    labels_per_unit: 256,
+    min_num_units: 1,
+    max_num_units: 2,
+    k1: 16,
+    k2: 8,
+    k3: 4,
+    pow_difficulty: [0xff; 32],
+    scrypt_n: 2,
+    tick_size: 50,
+};
+
+fn randomx() -> Arc<RandomXPow> {
+    static RX: OnceLock<Arc<RandomXPow>> = OnceLock::new();
+    RX.get_or_init(|| {
+        Arc::new(
+            RandomXPow::with_options(RandomXOptions {
+                mode: RandomXMode::Light,
+                threads: 1,
+                large_pages: false,
+            })
+            .expect("light RandomX"),
+        )
+    })
+    .clone()
+}
+
+fn config() -> DevnetConfig {
+    let mut cfg = DevnetConfig::devnet(0, wallet_address(&[0xfa; 32]));
+    cfg.atx = PARAMS;
+    // Slow paces keep the test fast: a 50 s round makes 1,000 and 600 leaves (20 and 12 ticks).
+    cfg.poets[0].id = "fast".into();
+    cfg.poets[0].leaves_per_second = 20;
+    cfg.poets[1].id = "slow".into();
+    cfg.poets[1].leaves_per_second = 12;
+    cfg
+}
+
+/// The identity's PoST data, in memory (workers hold it in the real pipeline).
+struct PostData {
+    node_id: BridgeNodeId,
+    labels: Vec<[u8; 32]>,
+}
+
+impl PostData {
+    fn new(node_id: BridgeNodeId, commitment_atx: &[u8; 32], units: u32) -> Self {
+        let c = commitment(&node_id, commitment_atx);
+        let total = u64::from(units) * PARAMS.labels_per_unit;
+        let labels = (0..total).map(|i| label32(&c, i, PARAMS.scrypt_n)).collect();
+        PostData { node_id, labels }
+    }
+
+    fn vrf_nonce(&self) -> u64 {
+        let threshold = vrf_difficulty(self.labels.len() as u64).expect("threshold");
+        (0..self.labels.len() as u64)
+            .find(|&i| self.labels[i as usize] < threshold)
+            .expect("a VRF nonce")
+    }
+
+    fn prove(&self, challenge: &Hash32, units: u32) -> Post {
+        let num_labels = u64::from(units) * PARAMS.labels_per_unit;
+        let data: Vec<u8> = self.labels[..num_labels as usize]
+            .iter()
+            .flat_map(|l| l[..16].iter().copied())
+            .collect();
+        let d = proving_difficulty(PARAMS.k1, num_labels).expect("difficulty");
+        let scaled = scale_pow_difficulty(&PARAMS.pow_difficulty, units).expect("pow difficulty");
+        let rx = randomx();
+        for g in 0..=255u8 {
+            let pow = rx
+                .solve(g, &challenge8(challenge), &self.node_id, &scaled)
+                .expect("k2pow");
+            let prover = Prover::new(challenge, u32::from(g) * 16, &[pow], d).expect("prover");
+            if let Some((nonce, mut indices)) = scan_buffer(&data, &prover, PARAMS.k2, 1) {
+                indices.sort_unstable();
+                return Post::from_proof(&Proof::new(nonce, &indices, num_labels, pow));
+            }
+        }
+        panic!("no proof in 4096 nonces");
+    }
+}
+
+fn submissions_of(bridge: &dyn NodeBridge, node: &BridgeNodeId) -> usize {
+    let (events, _) = bridge.events_since(EventCursor(0)).expect("events");
+    events
+        .iter()
+        .filter(|e| match e {
+            NodeEvent::AtxAccepted { smesher, .. } | NodeEvent::AtxRejected { smesher, .. } => {
+                smesher == node
+            }
+            _ => false,
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn a_keystore_identity_smeshes_is_protected_from_double_publishing_and_earns() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let keystore = Keystore::create(
+        tmp.path().join("keystore"),
+        PASS,
+        KdfParams::new(8, 1, 1).expect("kdf"),
+    )
+    .expect("keystore");
+    let node_id: NodeId = keystore.generate().expect("identity");
+    let store_url = Store::sqlite_url(&tmp.path().join("state.db"));
+    let store = Store::connect(&store_url).await.expect("store");
+
+    let devnet = Devnet::with_pow_verifier(config(), randomx()).expect("devnet");
+    let bridge: &dyn NodeBridge = &devnet;
+    let g = bridge.genesis().expect("genesis");
+    let clock = Clock::new(bridge.clock_params().expect("params")).expect("clock");
+    let units = 1;
+    let data = PostData::new(node_id.to_bytes(), &g.golden_atx, units);
+    let identity = IdentityParams {
+        node_id,
+        commitment_atx: g.golden_atx,
+        initial_post: None,
+    };
+
+    // 1. The challenge, at the registration time of the first cycle.
+    let first = clock.builder_timeline(0, None).expect("timeline");
+    devnet.advance(first.register_at_ms).expect("advance");
+    let now = bridge.now().expect("now").now_ms;
+    // Without the initial PoST there is no initial challenge.
+    assert!(matches!(
+        prepare_challenge(bridge, &identity, now),
+        Err(SmeshingError::MissingInitialPost {
+            node_id: n,
+            publish_epoch: 1
+        }) if n == node_id
+    ));
+    let identity = IdentityParams {
+        initial_post: Some(data.prove(&ZERO_CHALLENGE, units)),
+        ..identity
+    };
+    let prepared = prepare_challenge(bridge, &identity, now).expect("challenge");
+    assert_eq!(prepared.timeline, first);
+    assert_eq!((prepared.timeline.poet_round, prepared.publish_epoch()), (0, 1));
+    assert!(prepared.is_initial());
+    let c = &prepared.challenge;
+    assert_eq!((c.sequence, c.prev_atx_id), (0, [0; 32]));
+    assert_eq!(c.positioning_atx_id, g.golden_atx);
+    assert_eq!(c.commitment_atx_id, Some(g.golden_atx));
+    assert_eq!(prepared.challenge_hash, node_bridge::atx::poet_challenge(c));
+
+    // 2. Registered with both PoETs, signed by the keystore.
+    let registrations = register(
+        bridge,
+        &keystore,
+        node_id,
+        prepared.publish_epoch(),
+        prepared.challenge_hash,
+        Some(prepared.timeline.proof_deadline_ms),
+    )
+    .expect("register");
+    assert_eq!(registrations.len(), 2);
+    for r in &registrations {
+        let ok = r.result.as_ref().expect("registered");
+        assert_eq!((ok.round, ok.round_end_ms), (0, first.round_end_ms));
+    }
+    // An identity the keystore does not hold cannot register.
+    let stranger = NodeId::from_bytes([0x5a; 32]);
+    assert!(matches!(
+        register(bridge, &keystore, stranger, 1, [1; 32], None),
+        Err(SmeshingError::Sign { node_id: n, publish_epoch: 1, .. }) if n == stranger
+    ));
+
+    // 3. Before the round ends there is no best proof; after it, the 1,000-leaf one.
+    devnet.advance(first.round_end_ms - 1).expect("advance");
+    assert!(matches!(
+        best_poet_proof(bridge, node_id, 1, &prepared.challenge_hash, &registrations),
+        Err(SmeshingError::RoundNotEnded { round: 0, .. })
+    ));
+    devnet.advance(first.round_end_ms + 100).expect("advance");
+    let best =
+        best_poet_proof(bridge, node_id, 1, &prepared.challenge_hash, &registrations).expect("best proof");
+    assert_eq!((best.poet.0.as_str(), best.leaf_count), ("fast", 1_000));
+    assert!(best.skipped.is_empty());
+    assert_eq!(best.membership.leaf_index, 0);
+
+    // 4. PoST over the proof reference; 5. published through the safety database and accepted.
+    let inputs = AtxInputs {
+        coinbase: wallet_address(&[0xc0; 32]).0,
+        num_units: units,
+        post: data.prove(&best.proof_ref, units),
+        labels_per_unit: PARAMS.labels_per_unit,
+        vrf_nonce: Some(data.vrf_nonce()),
+    };
+    let published = publish(bridge, &store, &keystore, &prepared, &best, inputs.clone())
+        .await
+        .expect("publish");
+    let AtxSubmission::Accepted {
+        atx: info,
+        duplicate: false,
+        equivocation: false,
+    } = &published.submission
+    else {
+        panic!("not accepted: {:?}", published.submission);
+    };
+    assert!(info.weight > 0);
+    assert_eq!(
+        (info.id, info.smesher, info.publish_epoch, info.ticks, info.weight),
+        (published.atx_id, node_id.to_bytes(), 1, 20, 20)
+    );
+    let records = store.list_atx_records(node_id.as_bytes()).await.expect("records");
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        (
+            records[0].publish_epoch,
+            records[0].message_hash,
+            records[0].prev_atx
+        ),
+        (1, published.atx_id, None)
+    );
+    // Retrying the very same ATX is safe: the node calls it a duplicate.
+    let again = publish(bridge, &store, &keystore, &prepared, &best, inputs.clone())
+        .await
+        .expect("republish");
+    assert_eq!(again.atx_id, published.atx_id);
+    assert!(matches!(
+        again.submission,
+        AtxSubmission::Accepted { duplicate: true, .. }
+    ));
+    assert_eq!(submissions_of(bridge, &node_id.to_bytes()), 1);
+
+    // A second, different ATX for the same identity and publish epoch: refused before signing,
+    // and again after a restart (the store reopened); the node never sees it.
+    let other = AtxInputs {
+        coinbase: wallet_address(&[0xc1; 32]).0,
+        ..inputs.clone()
+    };
+    let refused = |r: Result<Published, SmeshingError>| {
+        let e = match r {
+            Err(e) => e,
+            Ok(p) => panic!("expected NotSafe, got {:?}", p.submission),
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains(&node_id.to_string()) && text.contains("publish epoch 1"),
+            "{text}"
+        );
+        match e {
+            SmeshingError::NotSafe {
+                node_id: n,
+                publish_epoch: 1,
+                atx_id,
+                reason: NotSafeReason::DoublePublish { publish_epoch: 1 },
+            } => {
+                assert_eq!(n, node_id);
+                assert_ne!(atx_id, published.atx_id);
+            }
+            other => panic!("expected NotSafe, got {other}"),
+        }
+    };
+    refused(publish(bridge, &store, &keystore, &prepared, &best, other.clone()).await);
+    store.close().await;
+    let store = Store::connect(&store_url).await.expect("reopened store");
+    refused(publish(bridge, &store, &keystore, &prepared, &best, other).await);
+    assert_eq!(
+        store
+            .list_atx_records(node_id.as_bytes())
+            .await
+            .expect("records")
+            .len(),
+        1
+    );
+    assert_eq!(submissions_of(bridge, &node_id.to_bytes()), 1);
+    assert_eq!(bridge.atxs_of(&node_id.to_bytes()).expect("atxs").len(), 1);
+    assert!(bridge
+        .malfeasance(&node_id.to_bytes())
+        .expect("malfeasance")
+        .is_none());
+
+    // The next cycle builds on this ATX: sequence 1, previous = this ATX.
+    let next = prepare_challenge(bridge, &identity, bridge.now().expect("now").now_ms).expect("next");
+    assert_eq!(
+        (
+            next.challenge.sequence,
+            next.challenge.prev_atx_id,
+            next.publish_epoch()
+        ),
+        (1, published.atx_id, 2)
+    );
+    assert_eq!(next.challenge.commitment_atx_id, None);
+
+    // The target epoch: the coinbase earns.
+    devnet
+        .advance(clock.epoch_end(2).expect("epoch 2 end"))
+        .expect("advance");
+    let coinbase = wallet_address(&[0xc0; 32]);
+    let rewards = bridge.rewards_of(&coinbase, 0).expect("rewards");
+    assert!(!rewards.is_empty());
+    for r in &rewards {
+        assert_eq!((r.smesher, r.atx), (node_id.to_bytes(), published.atx_id));
+        assert_eq!(clock.epoch_of_layer(r.layer), 2);
+    }
+    let total: u64 = rewards.iter().map(|r| r.total).sum();
+    assert!(total > 0);
+    assert_eq!(bridge.account(&coinbase).expect("account").balance, total);
+    assert!(bridge
+        .rewards_of(&wallet_address(&[0xc1; 32]), 0)
+        .expect("rewards")
+        .is_empty());
+}
+
+#[test]
+fn one_poet_refusing_does_not_stop_the_others() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let keystore = Keystore::create(
+        tmp.path().join("keystore"),
+        PASS,
+        KdfParams::new(8, 1, 1).expect("kdf"),
+    )
+    .expect("keystore");
+    let node_id = keystore.generate().expect("identity");
+    let devnet = Devnet::with_pow_verifier(config(), randomx()).expect("devnet");
+    let bridge: &dyn NodeBridge = &devnet;
+    let g = bridge.genesis().expect("genesis");
+    let clock = Clock::new(bridge.clock_params().expect("params")).expect("clock");
+    let tl = clock.builder_timeline(0, None).expect("timeline");
+    devnet.advance(tl.register_at_ms).expect("advance");
+
+    // The PoETs do not check the initial PoST: a placeholder is enough to register.
+    let identity = IdentityParams {
+        node_id,
+        commitment_atx: g.golden_atx,
+        initial_post: Some(Post {
+            nonce: 0,
+            indices: vec![0; 8],
+            pow: 0,
+        }),
+    };
+    let prepared = prepare_challenge(bridge, &identity, tl.register_at_ms).expect("challenge");
+    assert!(matches!(
+        best_poet_proof(bridge, node_id, 1, &prepared.challenge_hash, &[]),
+        Err(SmeshingError::NotRegistered { publish_epoch: 1, .. })
+    ));
+
+    // "fast" already holds another challenge of this identity for round 0, so it refuses.
+    let fast = bridge.poets().expect("poets")[0].id.clone();
+    let other_challenge = [0x77; 32];
+    let blocker = Registration {
+        node_id: node_id.to_bytes(),
+        challenge: other_challenge,
+        signature: keystore
+            .sign(&node_id, Domain::Poet, &g.genesis_id, &other_challenge)
+            .expect("sign"),
+        deadline: None,
+    };
+    bridge.poet_register(&fast, &blocker).expect("blocker registered");
+    let results = register(
+        bridge,
+        &keystore,
+        node_id,
+        1,
+        prepared.challenge_hash,
+        Some(tl.proof_deadline_ms),
+    )
+    .expect("register");
+    let outcome: Vec<(&str, bool)> = results
+        .iter()
+        .map(|r| (r.poet.0.as_str(), r.result.is_ok()))
+        .collect();
+    assert_eq!(outcome, vec![("fast", false), ("slow", true)]);
+
+    // After the round: the proof of the PoET that accepted, with a membership that folds.
+    devnet.advance(tl.round_end_ms + 100).expect("advance");
+    let best = best_poet_proof(bridge, node_id, 1, &prepared.challenge_hash, &results).expect("best proof");
+    assert_eq!((best.poet.0.as_str(), best.leaf_count), ("slow", 600));
+    let round = bridge.poet_round(&best.poet, 0).expect("round").expect("proof");
+    assert_eq!(round.membership(&prepared.challenge_hash), Some(best.membership));
+}
