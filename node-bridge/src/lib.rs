@@ -21,4 +21,6 @@ pub mod codec;
 pub mod devnet;
 pub mod poet;
 pub mod rewards;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod vm;

@@ -4,14 +4,15 @@
 //! different ATX for the same publish epoch is refused before signing (also after reopening the
 //! store) and never reaches the node; in the target epoch the coinbase earns rewards.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use node_bridge::atx::validate::ZERO_CHALLENGE;
-use node_bridge::atx::{AtxParams, Hash32, NodeId as BridgeNodeId, Post};
+use node_bridge::atx::{AtxParams, NodeId as BridgeNodeId, Post};
 use node_bridge::bridge::{AtxSubmission, EventCursor, NodeBridge, NodeEvent};
 use node_bridge::clock::Clock;
 use node_bridge::devnet::{Devnet, DevnetConfig};
 use node_bridge::poet::server::Registration;
+use node_bridge::testkit::{tiny_devnet_config, TinyPost, TINY_PARAMS};
 use node_bridge::vm::wallet_address;
 use orchestrator::keystore::{Domain, KdfParams, Keystore, NodeId};
 use orchestrator::smeshing::{
@@ -19,95 +20,18 @@ use orchestrator::smeshing::{
     SmeshingError,
 };
 use orchestrator::store::{NotSafeReason, Store};
-use post::difficulty::{proving_difficulty, scale_pow_difficulty, vrf_difficulty};
-use post::pow::{challenge8, PowSolver, RandomXMode, RandomXOptions, RandomXPow};
-use post::proof::Proof;
-use post::prove::{scan_buffer, Prover};
-use post::scrypt::{commitment, label32};
+use post::pow::RandomXPow;
 
 const PASS: &str = "smeshing test passphrase";
 
-/// The devnet's tiny PoST parameters (as in node-bridge's devnet tests).
-const PARAMS: AtxParams = AtxParams {
-    labels_per_unit: 256,
-    min_num_units: 1,
-    max_num_units: 2,
-    k1: 16,
-    k2: 8,
-    k3: 4,
-    pow_difficulty: [0xff; 32],
-    scrypt_n: 2,
-    tick_size: 50,
-};
+const PARAMS: AtxParams = TINY_PARAMS;
 
 fn randomx() -> Arc<RandomXPow> {
-    static RX: OnceLock<Arc<RandomXPow>> = OnceLock::new();
-    RX.get_or_init(|| {
-        Arc::new(
-            RandomXPow::with_options(RandomXOptions {
-                mode: RandomXMode::Light,
-                threads: 1,
-                large_pages: false,
-            })
-            .expect("light RandomX"),
-        )
-    })
-    .clone()
+    node_bridge::testkit::randomx().clone()
 }
 
 fn config() -> DevnetConfig {
-    let mut cfg = DevnetConfig::devnet(0, wallet_address(&[0xfa; 32]));
-    cfg.atx = PARAMS;
-    // Slow paces keep the test fast: a 50 s round makes 1,000 and 600 leaves (20 and 12 ticks).
-    cfg.poets[0].id = "fast".into();
-    cfg.poets[0].leaves_per_second = 20;
-    cfg.poets[1].id = "slow".into();
-    cfg.poets[1].leaves_per_second = 12;
-    cfg
-}
-
-/// The identity's PoST data, in memory (workers hold it in the real pipeline).
-struct PostData {
-    node_id: BridgeNodeId,
-    labels: Vec<[u8; 32]>,
-}
-
-impl PostData {
-    fn new(node_id: BridgeNodeId, commitment_atx: &[u8; 32], units: u32) -> Self {
-        let c = commitment(&node_id, commitment_atx);
-        let total = u64::from(units) * PARAMS.labels_per_unit;
-        let labels = (0..total).map(|i| label32(&c, i, PARAMS.scrypt_n)).collect();
-        PostData { node_id, labels }
-    }
-
-    fn vrf_nonce(&self) -> u64 {
-        let threshold = vrf_difficulty(self.labels.len() as u64).expect("threshold");
-        (0..self.labels.len() as u64)
-            .find(|&i| self.labels[i as usize] < threshold)
-            .expect("a VRF nonce")
-    }
-
-    fn prove(&self, challenge: &Hash32, units: u32) -> Post {
-        let num_labels = u64::from(units) * PARAMS.labels_per_unit;
-        let data: Vec<u8> = self.labels[..num_labels as usize]
-            .iter()
-            .flat_map(|l| l[..16].iter().copied())
-            .collect();
-        let d = proving_difficulty(PARAMS.k1, num_labels).expect("difficulty");
-        let scaled = scale_pow_difficulty(&PARAMS.pow_difficulty, units).expect("pow difficulty");
-        let rx = randomx();
-        for g in 0..=255u8 {
-            let pow = rx
-                .solve(g, &challenge8(challenge), &self.node_id, &scaled)
-                .expect("k2pow");
-            let prover = Prover::new(challenge, u32::from(g) * 16, &[pow], d).expect("prover");
-            if let Some((nonce, mut indices)) = scan_buffer(&data, &prover, PARAMS.k2, 1) {
-                indices.sort_unstable();
-                return Post::from_proof(&Proof::new(nonce, &indices, num_labels, pow));
-            }
-        }
-        panic!("no proof in 4096 nonces");
-    }
+    tiny_devnet_config(wallet_address(&[0xfa; 32]))
 }
 
 fn submissions_of(bridge: &dyn NodeBridge, node: &BridgeNodeId) -> usize {
@@ -141,7 +65,7 @@ async fn a_keystore_identity_smeshes_is_protected_from_double_publishing_and_ear
     let g = bridge.genesis().expect("genesis");
     let clock = Clock::new(bridge.clock_params().expect("params")).expect("clock");
     let units = 1;
-    let data = PostData::new(node_id.to_bytes(), &g.golden_atx, units);
+    let data = TinyPost::new(node_id.to_bytes(), &g.golden_atx, PARAMS);
     let identity = IdentityParams {
         node_id,
         commitment_atx: g.golden_atx,
@@ -215,7 +139,7 @@ async fn a_keystore_identity_smeshes_is_protected_from_double_publishing_and_ear
         num_units: units,
         post: data.prove(&best.proof_ref, units),
         labels_per_unit: PARAMS.labels_per_unit,
-        vrf_nonce: Some(data.vrf_nonce()),
+        vrf_nonce: Some(data.vrf_nonce(units)),
     };
     let published = publish(bridge, &store, &keystore, &prepared, &best, inputs.clone())
         .await

@@ -6,12 +6,10 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
 use ed25519_dalek::{Signer, SigningKey};
-use post::difficulty::{proving_difficulty, scale_pow_difficulty, vrf_difficulty};
-use post::pow::{challenge8, PowSolver, RandomXMode, RandomXOptions, RandomXPow};
-use post::proof::Proof;
-use post::prove::{scan_buffer, Prover};
-use post::scrypt::{commitment, label32};
+use post::pow::RandomXPow;
 use post::verify::VerifyOptions;
+
+use crate::testkit::TinyPost;
 
 use super::ids::{genesis_id, golden_atx, poet_challenge, signing_bytes, GenesisId};
 use super::validate::{AtxLookup, AtxParams, PoetProofInfo, ValidatedAtx, ValidationContext, ZERO_CHALLENGE};
@@ -20,16 +18,10 @@ use super::wire::{
     NodeId, Post, PostMetadata, EMPTY_ATX_ID,
 };
 
+/// The kit's tiny PoST parameters, with 10 leaves per tick.
 pub const PARAMS: AtxParams = AtxParams {
-    labels_per_unit: 256,
-    min_num_units: 1,
-    max_num_units: 2,
-    k1: 16,
-    k2: 8,
-    k3: 4,
-    pow_difficulty: [0xff; 32],
-    scrypt_n: 2,
     tick_size: 10,
+    ..crate::testkit::TINY_PARAMS
 };
 
 /// Leaves of every PoET proof the kit registers: 123 / 10 = 12 ticks.
@@ -37,15 +29,7 @@ pub const LEAF_COUNT: u64 = 123;
 
 /// One light-mode RandomX for the whole test binary.
 pub fn randomx() -> &'static RandomXPow {
-    static RX: OnceLock<RandomXPow> = OnceLock::new();
-    RX.get_or_init(|| {
-        RandomXPow::with_options(RandomXOptions {
-            mode: RandomXMode::Light,
-            threads: 1,
-            large_pages: false,
-        })
-        .expect("light RandomX")
-    })
+    crate::testkit::randomx()
 }
 
 pub fn golden() -> AtxId {
@@ -72,8 +56,7 @@ pub struct Identity {
     pub key: SigningKey,
     pub node_id: NodeId,
     pub commitment_atx: AtxId,
-    /// Full 32-byte scrypt outputs of labels `0 .. max units × labels per unit`.
-    labels: Vec<[u8; 32]>,
+    data: TinyPost,
     proofs: Mutex<HashMap<(Hash32, u32), Post>>,
 }
 
@@ -81,74 +64,36 @@ impl Identity {
     pub fn new(seed: u8, commitment_atx: AtxId) -> Self {
         let key = SigningKey::from_bytes(&[seed; 32]);
         let node_id = key.verifying_key().to_bytes();
-        let c = commitment(&node_id, &commitment_atx);
-        let total = u64::from(PARAMS.max_num_units) * PARAMS.labels_per_unit;
-        let labels = (0..total).map(|i| label32(&c, i, PARAMS.scrypt_n)).collect();
         Self {
             key,
             node_id,
             commitment_atx,
-            labels,
+            data: TinyPost::new(node_id, &commitment_atx, PARAMS),
             proofs: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn label32(&self, i: u64) -> [u8; 32] {
-        match self.labels.get(i as usize) {
-            Some(l) => *l,
-            None => label32(
-                &commitment(&self.node_id, &self.commitment_atx),
-                i,
-                PARAMS.scrypt_n,
-            ),
         }
     }
 
     /// Whether `nonce` is a VRF nonce for `units` units.
     pub fn vrf_ok(&self, nonce: u64, units: u32) -> bool {
-        let threshold = vrf_difficulty(u64::from(units) * PARAMS.labels_per_unit).expect("vrf threshold");
-        self.label32(nonce) < threshold
+        self.data.vrf_ok(nonce, units)
     }
 
     /// The smallest VRF nonce valid for `units`.
     pub fn vrf_nonce(&self, units: u32) -> u64 {
-        (0..100_000)
-            .find(|&i| self.vrf_ok(i, units))
-            .expect("a VRF nonce")
+        self.data.vrf_nonce(units)
     }
 
-    /// A real PoST proof over `challenge` with `units` units.
+    /// A real PoST proof over `challenge` with `units` units (made once per challenge and units).
     pub fn prove(&self, challenge: &Hash32, units: u32) -> Post {
         if let Some(p) = self.proofs.lock().expect("lock").get(&(*challenge, units)) {
             return p.clone();
         }
-        let p = self.prove_uncached(challenge, units);
+        let p = self.data.prove(challenge, units);
         self.proofs
             .lock()
             .expect("lock")
             .insert((*challenge, units), p.clone());
         p
-    }
-
-    fn prove_uncached(&self, challenge: &Hash32, units: u32) -> Post {
-        let num_labels = u64::from(units) * PARAMS.labels_per_unit;
-        let data: Vec<u8> = self.labels[..num_labels as usize]
-            .iter()
-            .flat_map(|l| l[..16].iter().copied())
-            .collect();
-        let d = proving_difficulty(PARAMS.k1, num_labels).expect("difficulty");
-        let scaled = scale_pow_difficulty(&PARAMS.pow_difficulty, units).expect("pow difficulty");
-        for g in 0..=255u8 {
-            let pow = randomx()
-                .solve(g, &challenge8(challenge), &self.node_id, &scaled)
-                .expect("k2pow");
-            let prover = Prover::new(challenge, u32::from(g) * 16, &[pow], d).expect("prover");
-            if let Some((nonce, mut indices)) = scan_buffer(&data, &prover, PARAMS.k2, 1) {
-                indices.sort_unstable();
-                return Post::from_proof(&Proof::new(nonce, &indices, num_labels, pow));
-            }
-        }
-        panic!("no proof in 4096 nonces");
     }
 
     /// The PoET proof reference this identity's NIPoST uses in `epoch` (any 32 bytes do).

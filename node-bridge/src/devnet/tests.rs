@@ -3,58 +3,28 @@
 //! signs an initial ATX over the best proof, becomes eligible and earns, equivocates and stops
 //! earning; the faucet funds its coinbase with a signed wallet transaction.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use ed25519_dalek::{Signer, SigningKey};
-use post::difficulty::{proving_difficulty, scale_pow_difficulty, vrf_difficulty};
-use post::pow::{challenge8, PowSolver, RandomXMode, RandomXOptions, RandomXPow};
-use post::proof::Proof;
-use post::prove::{scan_buffer, Prover};
-use post::scrypt::{commitment, label32};
+use post::pow::RandomXPow;
 
 use super::*;
 use crate::atx::validate::ZERO_CHALLENGE;
 use crate::atx::{
     poet_challenge, signing_bytes, Hash32, InnerActivationTxV1, NIPost, NIPostChallengeV1, Post, PostMetadata,
 };
+use crate::testkit::{tiny_devnet_config, TinyPost, TINY_PARAMS};
 use crate::vm::tx::{wallet_self_spawn, wallet_spend};
 use crate::vm::{wallet_address, Template, TxStatus};
 
-const PARAMS: AtxParams = AtxParams {
-    labels_per_unit: 256,
-    min_num_units: 1,
-    max_num_units: 2,
-    k1: 16,
-    k2: 8,
-    k3: 4,
-    pow_difficulty: [0xff; 32],
-    scrypt_n: 2,
-    tick_size: 50,
-};
+const PARAMS: AtxParams = TINY_PARAMS;
 
 fn randomx() -> Arc<RandomXPow> {
-    static RX: OnceLock<Arc<RandomXPow>> = OnceLock::new();
-    RX.get_or_init(|| {
-        Arc::new(
-            RandomXPow::with_options(RandomXOptions {
-                mode: RandomXMode::Light,
-                threads: 1,
-                large_pages: false,
-            })
-            .expect("light RandomX"),
-        )
-    })
-    .clone()
+    crate::testkit::randomx().clone()
 }
 
 fn config(faucet: Address, retain_epochs: u32) -> DevnetConfig {
-    let mut cfg = DevnetConfig::devnet(0, faucet);
-    cfg.atx = PARAMS;
-    // Slow paces keep the test fast: a 50 s round makes 1,000 and 600 leaves (20 and 12 ticks).
-    cfg.poets[0].id = "fast".into();
-    cfg.poets[0].leaves_per_second = 20;
-    cfg.poets[1].id = "slow".into();
-    cfg.poets[1].leaves_per_second = 12;
+    let mut cfg = tiny_devnet_config(faucet);
     cfg.retain_epochs = retain_epochs;
     cfg
 }
@@ -64,51 +34,27 @@ struct Smesher {
     key: SigningKey,
     node_id: NodeId,
     commitment_atx: AtxId,
-    labels: Vec<[u8; 32]>,
+    data: TinyPost,
 }
 
 impl Smesher {
     fn new(seed: u8, commitment_atx: AtxId) -> Self {
         let key = SigningKey::from_bytes(&[seed; 32]);
         let node_id = key.verifying_key().to_bytes();
-        let c = commitment(&node_id, &commitment_atx);
-        let total = u64::from(PARAMS.max_num_units) * PARAMS.labels_per_unit;
-        let labels = (0..total).map(|i| label32(&c, i, PARAMS.scrypt_n)).collect();
         Smesher {
             key,
             node_id,
             commitment_atx,
-            labels,
+            data: TinyPost::new(node_id, &commitment_atx, PARAMS),
         }
     }
 
     fn vrf_nonce(&self, units: u32) -> u64 {
-        let threshold = vrf_difficulty(u64::from(units) * PARAMS.labels_per_unit).expect("threshold");
-        (0..self.labels.len() as u64)
-            .find(|&i| self.labels[i as usize] < threshold)
-            .expect("a VRF nonce")
+        self.data.vrf_nonce(units)
     }
 
     fn prove(&self, challenge: &Hash32, units: u32) -> Post {
-        let num_labels = u64::from(units) * PARAMS.labels_per_unit;
-        let data: Vec<u8> = self.labels[..num_labels as usize]
-            .iter()
-            .flat_map(|l| l[..16].iter().copied())
-            .collect();
-        let d = proving_difficulty(PARAMS.k1, num_labels).expect("difficulty");
-        let scaled = scale_pow_difficulty(&PARAMS.pow_difficulty, units).expect("pow difficulty");
-        let rx = randomx();
-        for g in 0..=255u8 {
-            let pow = rx
-                .solve(g, &challenge8(challenge), &self.node_id, &scaled)
-                .expect("k2pow");
-            let prover = Prover::new(challenge, u32::from(g) * 16, &[pow], d).expect("prover");
-            if let Some((nonce, mut indices)) = scan_buffer(&data, &prover, PARAMS.k2, 1) {
-                indices.sort_unstable();
-                return Post::from_proof(&Proof::new(nonce, &indices, num_labels, pow));
-            }
-        }
-        panic!("no proof in 4096 nonces");
+        self.data.prove(challenge, units)
     }
 
     fn sign(&self, inner: InnerActivationTxV1, genesis: &[u8; 20]) -> ActivationTxV1 {
