@@ -16,8 +16,8 @@ use node_bridge::testkit::{tiny_devnet_config, TinyPost, TINY_PARAMS};
 use node_bridge::vm::wallet_address;
 use orchestrator::keystore::{Domain, KdfParams, Keystore, NodeId};
 use orchestrator::smeshing::{
-    best_poet_proof, prepare_challenge, publish, register, AtxInputs, IdentityParams, Published,
-    SmeshingError,
+    best_poet_proof, prepare_challenge, prepare_challenge_durable, publish, register, register_durable,
+    AtxInputs, IdentityParams, Published, SmeshingError,
 };
 use orchestrator::store::{NotSafeReason, Store};
 use post::pow::RandomXPow;
@@ -324,4 +324,90 @@ fn one_poet_refusing_does_not_stop_the_others() {
     assert_eq!((best.poet.0.as_str(), best.leaf_count), ("slow", 600));
     let round = bridge.poet_round(&best.poet, 0).expect("round").expect("proof");
     assert_eq!(round.membership(&prepared.challenge_hash), Some(best.membership));
+}
+
+/// spec/node.md §2.7: a coordinator restarting mid-cycle gets the challenge it prepared (and
+/// registered) before, not a new one, even when a fresh build would differ; the registrations
+/// are recorded.
+#[tokio::test]
+async fn a_restart_mid_cycle_keeps_the_prepared_challenge() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let keystore = Keystore::create(
+        tmp.path().join("keystore"),
+        PASS,
+        KdfParams::new(8, 1, 1).expect("kdf"),
+    )
+    .expect("keystore");
+    let node_id = keystore.generate().expect("identity");
+    let store_url = Store::sqlite_url(&tmp.path().join("state.db"));
+    let store = Store::connect(&store_url).await.expect("store");
+    let devnet = Devnet::with_pow_verifier(config(), randomx()).expect("devnet");
+    let bridge: &dyn NodeBridge = &devnet;
+    let g = bridge.genesis().expect("genesis");
+    let clock = Clock::new(bridge.clock_params().expect("params")).expect("clock");
+    let tl = clock.builder_timeline(0, None).expect("timeline");
+    devnet.advance(tl.register_at_ms).expect("advance");
+    // The PoETs do not check the initial PoST: placeholders are enough to register.
+    let identity = |nonce: u32| IdentityParams {
+        node_id,
+        commitment_atx: g.golden_atx,
+        initial_post: Some(Post {
+            nonce,
+            indices: vec![0; 8],
+            pow: 0,
+        }),
+    };
+
+    let first = prepare_challenge_durable(bridge, &store, &identity(1), tl.register_at_ms)
+        .await
+        .expect("first");
+    assert_eq!(
+        first,
+        prepare_challenge(bridge, &identity(1), tl.register_at_ms).expect("fresh")
+    );
+    let regs = register_durable(
+        bridge,
+        &store,
+        &keystore,
+        node_id,
+        first.publish_epoch(),
+        first.challenge_hash,
+        Some(first.timeline.proof_deadline_ms),
+    )
+    .await
+    .expect("register");
+    assert_eq!(regs.len(), 2);
+    let recorded = store
+        .poet_registrations(node_id.as_bytes(), first.publish_epoch())
+        .await
+        .expect("recorded");
+    assert_eq!(
+        recorded
+            .iter()
+            .map(|r| (r.poet.as_str(), r.accepted()))
+            .collect::<Vec<_>>(),
+        vec![("fast", true), ("slow", true)]
+    );
+
+    // Restart later in the registration window, with another initial PoST: a fresh build differs,
+    // the durable one is the challenge stored first.
+    store.close().await;
+    let store = Store::connect(&store_url).await.expect("reopened store");
+    let later = tl.register_at_ms + (tl.registration_deadline_ms - tl.register_at_ms) / 2;
+    devnet.advance(later).expect("advance");
+    let fresh = prepare_challenge(bridge, &identity(2), later).expect("fresh");
+    assert_eq!(fresh.publish_epoch(), first.publish_epoch());
+    assert_ne!(fresh.challenge_hash, first.challenge_hash);
+    let again = prepare_challenge_durable(bridge, &store, &identity(2), later)
+        .await
+        .expect("again");
+    assert_eq!(again, first);
+    assert_eq!(
+        store
+            .poet_registrations(node_id.as_bytes(), first.publish_epoch())
+            .await
+            .expect("recorded")
+            .len(),
+        2
+    );
 }

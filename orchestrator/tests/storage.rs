@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use orchestrator::store::{
     ApiRole, Backend, ConflictKind, FilePlacement, FileState, IdentityState, IdentityUpdate, JobFailure,
     JobFilter, JobKind, JobState, JoinTokenRejection, NewApiToken, NewIdentity, NewJob, NewJoinToken,
-    NewProvingRequest, NewWorker, NotSafeReason, ProvingRequestState, RangeOutcome, RangeReport, Safety,
-    Store, StoreError, StoreErrorKind, StoredProof, WorkerState,
+    NewProvingRequest, NewWorker, NotSafeReason, PoetRegistrationOutcome, ProvingRequestState, RangeOutcome,
+    RangeReport, Safety, Store, StoreError, StoreErrorKind, StoredProof, WorkerState,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -116,6 +116,10 @@ storage_suite!(
     returned_lease_is_not_an_attempt,
     empty_prove_pass_is_not_a_finished_proof,
     bad_ranges_are_cut_from_recorded_progress,
+    builder_challenge_first_writer_wins,
+    builder_challenge_survives_reopen,
+    builder_poet_registrations_recorded_and_listed,
+    builder_unknown_is_none,
 );
 
 fn identity(name: &str, node: u8) -> NewIdentity {
@@ -1985,6 +1989,199 @@ mod cases {
             StoreErrorKind::Invalid
         );
         assert_eq!(s.labels_done(id).await.expect("done"), 2048 - 200);
+    }
+
+    pub async fn builder_challenge_first_writer_wins(db: TestDb) {
+        let s = db.open().await;
+        let node = [7u8; 32];
+        let first = s
+            .save_prepared_challenge(&node, 3, &[1, 2, 3], &[0xa1; 32], T0)
+            .await
+            .expect("first");
+        assert_eq!(first, (vec![1, 2, 3], [0xa1; 32]));
+        // Another challenge for the same identity and epoch: the first comes back, unchanged.
+        let second = s
+            .save_prepared_challenge(&node, 3, &[9, 9], &[0xb2; 32], T0 + 5)
+            .await
+            .expect("second");
+        assert_eq!(second, first);
+        let stored = s
+            .prepared_challenge(&node, 3)
+            .await
+            .expect("get")
+            .expect("stored");
+        assert_eq!(
+            (
+                stored.node_id,
+                stored.publish_epoch,
+                stored.challenge,
+                stored.challenge_hash,
+                stored.created_at
+            ),
+            (node, 3, vec![1, 2, 3], [0xa1; 32], T0)
+        );
+        // Other epochs and other identities are their own.
+        assert_eq!(
+            s.save_prepared_challenge(&node, 4, &[4], &[0xc3; 32], T0)
+                .await
+                .expect("epoch 4"),
+            (vec![4], [0xc3; 32])
+        );
+        assert_eq!(
+            s.save_prepared_challenge(&[8; 32], 3, &[5], &[0xd4; 32], T0)
+                .await
+                .expect("other node"),
+            (vec![5], [0xd4; 32])
+        );
+        // No bytes is refused.
+        assert_eq!(
+            kind_of(s.save_prepared_challenge(&node, 5, &[], &[0; 32], T0).await),
+            StoreErrorKind::Invalid
+        );
+        // Two processes racing for one epoch: both get the same challenge.
+        let a = db.open().await;
+        let b = db.open().await;
+        let (ra, rb) = tokio::join!(
+            a.save_prepared_challenge(&node, 6, &[0xaa], &[0xaa; 32], T0),
+            b.save_prepared_challenge(&node, 6, &[0xbb], &[0xbb; 32], T0),
+        );
+        let (ra, rb) = (ra.expect("a"), rb.expect("b"));
+        assert_eq!(ra, rb);
+        let kept = s
+            .prepared_challenge(&node, 6)
+            .await
+            .expect("get")
+            .expect("stored");
+        assert_eq!((kept.challenge, kept.challenge_hash), ra);
+    }
+
+    pub async fn builder_challenge_survives_reopen(db: TestDb) {
+        let s = db.open_exclusive().await.expect("open");
+        let node = [3u8; 32];
+        s.save_prepared_challenge(&node, 10, &[1; 40], &[0x11; 32], T0)
+            .await
+            .expect("save");
+        s.record_poet_registration(
+            &node,
+            10,
+            "fast",
+            &PoetRegistrationOutcome::Accepted {
+                round: 9,
+                round_end_ms: 1234,
+            },
+            T0,
+        )
+        .await
+        .expect("registration");
+        s.close().await;
+        let s = db.open_exclusive().await.expect("reopen");
+        assert_eq!(
+            s.save_prepared_challenge(&node, 10, &[2; 40], &[0x22; 32], T0 + 1)
+                .await
+                .expect("after restart"),
+            (vec![1; 40], [0x11; 32])
+        );
+        let regs = s.poet_registrations(&node, 10).await.expect("registrations");
+        assert_eq!(regs.len(), 1);
+        assert!(regs[0].accepted());
+    }
+
+    pub async fn builder_poet_registrations_recorded_and_listed(db: TestDb) {
+        let s = db.open().await;
+        let node = [4u8; 32];
+        let accepted = PoetRegistrationOutcome::Accepted {
+            round: 7,
+            round_end_ms: 5_000,
+        };
+        let failed = |e: &str| PoetRegistrationOutcome::Failed { error: e.to_owned() };
+        let rec = s
+            .record_poet_registration(&node, 2, "slow", &accepted, T0)
+            .await
+            .expect("slow");
+        assert_eq!(
+            (
+                rec.node_id,
+                rec.publish_epoch,
+                rec.poet.as_str(),
+                &rec.outcome,
+                rec.registered_at
+            ),
+            (node, 2, "slow", &accepted, T0)
+        );
+        s.record_poet_registration(&node, 2, "fast", &failed("refused"), T0)
+            .await
+            .expect("fast");
+        s.record_poet_registration(&node, 3, "fast", &accepted, T0)
+            .await
+            .expect("other epoch");
+        s.record_poet_registration(&[5; 32], 2, "fast", &accepted, T0)
+            .await
+            .expect("other node");
+        let list = |regs: Vec<orchestrator::store::PoetRegistrationRecord>| {
+            regs.into_iter()
+                .map(|r| (r.poet, r.outcome, r.registered_at))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            list(s.poet_registrations(&node, 2).await.expect("list")),
+            vec![
+                ("fast".to_owned(), failed("refused"), T0),
+                ("slow".to_owned(), accepted.clone(), T0),
+            ]
+        );
+        // A retry that succeeds replaces the failure; a later failure does not hide an acceptance.
+        let retried = PoetRegistrationOutcome::Accepted {
+            round: 7,
+            round_end_ms: 5_001,
+        };
+        let rec = s
+            .record_poet_registration(&node, 2, "fast", &retried, T0 + 1)
+            .await
+            .expect("retry");
+        assert_eq!(
+            (rec.outcome.clone(), rec.registered_at),
+            (retried.clone(), T0 + 1)
+        );
+        let rec = s
+            .record_poet_registration(&node, 2, "fast", &failed("already registered"), T0 + 2)
+            .await
+            .expect("late failure");
+        assert_eq!((rec.outcome, rec.registered_at), (retried.clone(), T0 + 1));
+        assert_eq!(
+            list(s.poet_registrations(&node, 2).await.expect("list")),
+            vec![
+                ("fast".to_owned(), retried, T0 + 1),
+                ("slow".to_owned(), accepted, T0),
+            ]
+        );
+        // Values the schema cannot hold are refused.
+        assert_eq!(
+            kind_of(
+                s.record_poet_registration(
+                    &node,
+                    2,
+                    "huge",
+                    &PoetRegistrationOutcome::Accepted {
+                        round: u64::MAX,
+                        round_end_ms: 0
+                    },
+                    T0
+                )
+                .await
+            ),
+            StoreErrorKind::Invalid
+        );
+    }
+
+    pub async fn builder_unknown_is_none(db: TestDb) {
+        let s = db.open().await;
+        assert_eq!(s.prepared_challenge(&[1; 32], 1).await.expect("get"), None);
+        assert!(s.poet_registrations(&[1; 32], 1).await.expect("list").is_empty());
+        s.save_prepared_challenge(&[1; 32], 1, &[1], &[1; 32], T0)
+            .await
+            .expect("save");
+        assert_eq!(s.prepared_challenge(&[1; 32], 2).await.expect("get"), None);
+        assert_eq!(s.prepared_challenge(&[2; 32], 1).await.expect("get"), None);
     }
 }
 

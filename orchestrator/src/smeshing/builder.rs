@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use node_bridge::atx::{
     atx_id, poet_challenge, verify_atx_signature, ActivationTxV1, AtxId, Coinbase, Hash32,
-    InnerActivationTxV1, MerkleProof, NIPost, NIPostChallengeV1, Post, PostMetadata,
+    InnerActivationTxV1, MerkleProof, NIPost, NIPostChallengeV1, Post, PostMetadata, Scale,
 };
 use node_bridge::bridge::{AtxInfo, AtxSubmission, BridgeError, NodeBridge, PoetId, PoetRegistered};
 use node_bridge::clock::{BuilderTimeline, Clock};
@@ -13,7 +13,7 @@ use node_bridge::poet::verify_membership;
 
 use super::error::{PoetFailure, SmeshingError};
 use crate::keystore::{atx_v1_message, Domain, Keystore, NodeId};
-use crate::store::{AtxSigning, Store};
+use crate::store::{AtxSigning, PoetRegistrationOutcome, Store};
 
 /// What the builder needs to know about an identity beyond what the node knows.
 #[derive(Debug, Clone)]
@@ -167,6 +167,86 @@ pub fn prepare_challenge<B: NodeBridge + ?Sized>(
     })
 }
 
+/// Step 1, durable (spec/node.md §2.7: a node restarting mid-cycle must not rebuild its NIPoST
+/// challenge): [`prepare_challenge`], then the challenge is stored for the identity and publish
+/// epoch unless one is stored already. The first challenge stored for an epoch is the one
+/// returned, on every later call and after a restart, even when a fresh build would differ
+/// (another positioning ATX, another initial PoST); only the timeline and the node's previous ATX
+/// come from the fresh build.
+///
+/// A stored challenge that does not decode, does not hash to its stored hash, or names a previous
+/// ATX other than the node's is [`SmeshingError::StoredChallengeInvalid`]; the store failing is
+/// [`SmeshingError::Store`].
+pub async fn prepare_challenge_durable<B: NodeBridge + ?Sized>(
+    bridge: &B,
+    store: &Store,
+    identity: &IdentityParams,
+    now_ms: u64,
+) -> Result<PreparedChallenge, SmeshingError> {
+    let fresh = prepare_challenge(bridge, identity, now_ms)?;
+    let node_id = fresh.node_id;
+    let publish_epoch = fresh.publish_epoch();
+    let bytes = fresh.challenge.to_bytes();
+    let (stored_bytes, stored_hash) = store
+        .save_prepared_challenge(
+            node_id.as_bytes(),
+            publish_epoch,
+            &bytes,
+            &fresh.challenge_hash,
+            i64::try_from(now_ms).unwrap_or(i64::MAX),
+        )
+        .await
+        .map_err(|source| SmeshingError::Store {
+            node_id,
+            publish_epoch,
+            what: "save prepared challenge",
+            source: Box::new(source),
+        })?;
+    if stored_bytes == bytes && stored_hash == fresh.challenge_hash {
+        return Ok(fresh);
+    }
+    let invalid = |reason: String| SmeshingError::StoredChallengeInvalid {
+        node_id,
+        publish_epoch,
+        reason,
+    };
+    let challenge = NIPostChallengeV1::from_bytes(&stored_bytes)
+        .map_err(|e| invalid(format!("it does not decode: {e}")))?;
+    if poet_challenge(&challenge) != stored_hash {
+        return Err(invalid(
+            "it does not hash to its stored challenge hash".to_owned(),
+        ));
+    }
+    if challenge.publish_epoch != publish_epoch {
+        return Err(invalid(format!(
+            "it is for publish epoch {}",
+            challenge.publish_epoch
+        )));
+    }
+    let previous = if challenge.prev_atx_id == [0; 32] {
+        None
+    } else {
+        match fresh.previous {
+            Some(p) if p.id == challenge.prev_atx_id => Some(p),
+            other => {
+                return Err(invalid(format!(
+                    "it names previous ATX {}, the node has {}",
+                    hex::encode(challenge.prev_atx_id),
+                    other.map_or_else(|| "none".to_owned(), |p| hex::encode(p.id))
+                )))
+            }
+        }
+    };
+    tracing::info!(%node_id, publish_epoch, challenge = %hex::encode(stored_hash), "using the challenge prepared earlier");
+    Ok(PreparedChallenge {
+        node_id,
+        timeline: fresh.timeline,
+        previous,
+        challenge,
+        challenge_hash: stored_hash,
+    })
+}
+
 /// Step 2: signs one PoET registration of `challenge_hash` (PoET domain, the node's genesis id)
 /// and sends it to every PoET the node lists. `deadline_ms` (unix ms; the timeline's
 /// `proof_deadline_ms`) goes with it. The per-PoET results come back in the node's order; one
@@ -220,6 +300,52 @@ pub fn register<B: NodeBridge + ?Sized>(
             PoetRegistrationResult { poet: p.id, result }
         })
         .collect();
+    Ok(results)
+}
+
+/// Step 2, recorded: [`register`], then every PoET's answer is stored
+/// ([`Store::record_poet_registration`]; an accepted registration is never replaced by a later
+/// failure), so that a restarted coordinator knows which rounds hold the identity's challenge.
+/// The store failing is [`SmeshingError::Store`] (the registrations were sent; registering the
+/// same challenge again is harmless).
+pub async fn register_durable<B: NodeBridge + ?Sized>(
+    bridge: &B,
+    store: &Store,
+    keystore: &Keystore,
+    node_id: NodeId,
+    publish_epoch: u32,
+    challenge_hash: Hash32,
+    deadline_ms: Option<u64>,
+) -> Result<Vec<PoetRegistrationResult>, SmeshingError> {
+    let results = register(
+        bridge,
+        keystore,
+        node_id,
+        publish_epoch,
+        challenge_hash,
+        deadline_ms,
+    )?;
+    let at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    for r in &results {
+        let outcome = match &r.result {
+            Ok(ok) => PoetRegistrationOutcome::Accepted {
+                round: ok.round,
+                round_end_ms: ok.round_end_ms,
+            },
+            Err(e) => PoetRegistrationOutcome::Failed { error: e.to_string() },
+        };
+        store
+            .record_poet_registration(node_id.as_bytes(), publish_epoch, &r.poet.0, &outcome, at)
+            .await
+            .map_err(|source| SmeshingError::Store {
+                node_id,
+                publish_epoch,
+                what: "record PoET registration",
+                source: Box::new(source),
+            })?;
+    }
     Ok(results)
 }
 

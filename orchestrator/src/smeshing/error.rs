@@ -150,6 +150,24 @@ pub enum SmeshingError {
         #[source]
         source: Box<StoreError>,
     },
+    /// The builder's cycle state could not be read or written (prepared challenge, PoET
+    /// registrations).
+    #[error("identity {node_id}, publish epoch {publish_epoch}: store ({what}): {source}")]
+    Store {
+        node_id: NodeId,
+        publish_epoch: u32,
+        what: &'static str,
+        #[source]
+        source: Box<StoreError>,
+    },
+    /// The challenge stored for the cycle is unusable (does not decode, or does not fit what the
+    /// node says about the identity now). Nothing was registered with it.
+    #[error("identity {node_id}, publish epoch {publish_epoch}: the stored challenge is unusable: {reason}")]
+    StoredChallengeInvalid {
+        node_id: NodeId,
+        publish_epoch: u32,
+        reason: String,
+    },
     /// The keystore's ATX signature does not verify as the node checks it (nothing submitted).
     #[error(
         "identity {node_id}, publish epoch {publish_epoch}: the signature of ATX {} does not verify",

@@ -17,6 +17,10 @@
 //!    permit; NotSafe is [`SmeshingError::NotSafe`] and nothing is signed), signs, submits and
 //!    returns the node's answer.
 //!
+//! [`prepare_challenge_durable`] and [`register_durable`] are steps 1 and 2 with the store: the
+//! first challenge stored for an identity and publish epoch is the one every later call (also
+//! after a restart) gets back (spec/node.md §2.7), and each PoET's answer is recorded.
+//!
 //! Retrying [`publish`] with the very same inputs is safe: the safety database answers Safe for the
 //! message it already recorded, and the node reports the ATX as a duplicate.
 //!
@@ -27,7 +31,7 @@ mod builder;
 mod error;
 
 pub use builder::{
-    best_poet_proof, prepare_challenge, publish, register, AtxInputs, BestPoetProof, IdentityParams,
-    PoetRegistrationResult, PreparedChallenge, Published,
+    best_poet_proof, prepare_challenge, prepare_challenge_durable, publish, register, register_durable,
+    AtxInputs, BestPoetProof, IdentityParams, PoetRegistrationResult, PreparedChallenge, Published,
 };
 pub use error::{PoetFailure, SmeshingError};

@@ -19,6 +19,7 @@
 //!
 //! Every operation takes `now` (unix milliseconds) from the caller, so that time is testable.
 
+mod builder;
 mod error;
 mod events;
 mod fleet;
@@ -43,6 +44,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyPool, Executor, Transaction};
 
+pub use builder::{PoetRegistrationOutcome, PoetRegistrationRecord, StoredChallenge};
 pub use error::{ConflictKind, JoinTokenRejection, StoreError, StoreErrorKind};
 pub use lock::PG_LOCK_KEY;
 pub use progress::DiskFullOutcome;
