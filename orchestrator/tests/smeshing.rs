@@ -47,23 +47,57 @@ fn submissions_of(bridge: &dyn NodeBridge, node: &BridgeNodeId) -> usize {
         .count()
 }
 
+/// A keystore with one identity, and the devnet, in a fresh temporary directory.
+struct Env {
+    tmp: tempfile::TempDir,
+    keystore: Keystore,
+    node_id: NodeId,
+    devnet: Devnet,
+    clock: Clock,
+}
+
+impl Env {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let keystore = Keystore::create(
+            tmp.path().join("keystore"),
+            PASS,
+            KdfParams::new(8, 1, 1).expect("kdf"),
+        )
+        .expect("keystore");
+        let node_id = keystore.generate().expect("identity");
+        let devnet = Devnet::with_pow_verifier(config(), randomx()).expect("devnet");
+        let clock = Clock::new(devnet.clock_params().expect("params")).expect("clock");
+        Env {
+            tmp,
+            keystore,
+            node_id,
+            devnet,
+            clock,
+        }
+    }
+
+    fn store_url(&self) -> String {
+        Store::sqlite_url(&self.tmp.path().join("state.db"))
+    }
+}
+
 #[tokio::test]
 async fn a_keystore_identity_smeshes_is_protected_from_double_publishing_and_earns() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let keystore = Keystore::create(
-        tmp.path().join("keystore"),
-        PASS,
-        KdfParams::new(8, 1, 1).expect("kdf"),
-    )
-    .expect("keystore");
-    let node_id: NodeId = keystore.generate().expect("identity");
-    let store_url = Store::sqlite_url(&tmp.path().join("state.db"));
+    let env = Env::new();
+    let Env {
+        keystore,
+        node_id,
+        devnet,
+        clock,
+        ..
+    } = &env;
+    let (keystore, node_id, devnet) = (keystore, *node_id, devnet);
+    let store_url = env.store_url();
     let store = Store::connect(&store_url).await.expect("store");
 
-    let devnet = Devnet::with_pow_verifier(config(), randomx()).expect("devnet");
-    let bridge: &dyn NodeBridge = &devnet;
+    let bridge: &dyn NodeBridge = devnet;
     let g = bridge.genesis().expect("genesis");
-    let clock = Clock::new(bridge.clock_params().expect("params")).expect("clock");
     let units = 1;
     let data = TinyPost::new(node_id.to_bytes(), &g.golden_atx, PARAMS);
     let identity = IdentityParams {
@@ -101,7 +135,7 @@ async fn a_keystore_identity_smeshes_is_protected_from_double_publishing_and_ear
     // 2. Registered with both PoETs, signed by the keystore.
     let registrations = register(
         bridge,
-        &keystore,
+        keystore,
         node_id,
         prepared.publish_epoch(),
         prepared.challenge_hash,
@@ -116,7 +150,7 @@ async fn a_keystore_identity_smeshes_is_protected_from_double_publishing_and_ear
     // An identity the keystore does not hold cannot register.
     let stranger = NodeId::from_bytes([0x5a; 32]);
     assert!(matches!(
-        register(bridge, &keystore, stranger, 1, [1; 32], None),
+        register(bridge, keystore, stranger, 1, [1; 32], None),
         Err(SmeshingError::Sign { node_id: n, publish_epoch: 1, .. }) if n == stranger
     ));
 
@@ -141,7 +175,7 @@ async fn a_keystore_identity_smeshes_is_protected_from_double_publishing_and_ear
         labels_per_unit: PARAMS.labels_per_unit,
         vrf_nonce: Some(data.vrf_nonce(units)),
     };
-    let published = publish(bridge, &store, &keystore, &prepared, &best, inputs.clone())
+    let published = publish(bridge, &store, keystore, &prepared, &best, inputs.clone())
         .await
         .expect("publish");
     let AtxSubmission::Accepted {
@@ -168,7 +202,7 @@ async fn a_keystore_identity_smeshes_is_protected_from_double_publishing_and_ear
         (1, published.atx_id, None)
     );
     // Retrying the very same ATX is safe: the node calls it a duplicate.
-    let again = publish(bridge, &store, &keystore, &prepared, &best, inputs.clone())
+    let again = publish(bridge, &store, keystore, &prepared, &best, inputs.clone())
         .await
         .expect("republish");
     assert_eq!(again.atx_id, published.atx_id);
@@ -207,10 +241,10 @@ async fn a_keystore_identity_smeshes_is_protected_from_double_publishing_and_ear
             other => panic!("expected NotSafe, got {other}"),
         }
     };
-    refused(publish(bridge, &store, &keystore, &prepared, &best, other.clone()).await);
+    refused(publish(bridge, &store, keystore, &prepared, &best, other.clone()).await);
     store.close().await;
     let store = Store::connect(&store_url).await.expect("reopened store");
-    refused(publish(bridge, &store, &keystore, &prepared, &best, other).await);
+    refused(publish(bridge, &store, keystore, &prepared, &best, other).await);
     assert_eq!(
         store
             .list_atx_records(node_id.as_bytes())
@@ -260,18 +294,17 @@ async fn a_keystore_identity_smeshes_is_protected_from_double_publishing_and_ear
 
 #[test]
 fn one_poet_refusing_does_not_stop_the_others() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let keystore = Keystore::create(
-        tmp.path().join("keystore"),
-        PASS,
-        KdfParams::new(8, 1, 1).expect("kdf"),
-    )
-    .expect("keystore");
-    let node_id = keystore.generate().expect("identity");
-    let devnet = Devnet::with_pow_verifier(config(), randomx()).expect("devnet");
-    let bridge: &dyn NodeBridge = &devnet;
+    let env = Env::new();
+    let Env {
+        keystore,
+        node_id,
+        devnet,
+        clock,
+        ..
+    } = &env;
+    let (keystore, node_id, devnet) = (keystore, *node_id, devnet);
+    let bridge: &dyn NodeBridge = devnet;
     let g = bridge.genesis().expect("genesis");
-    let clock = Clock::new(bridge.clock_params().expect("params")).expect("clock");
     let tl = clock.builder_timeline(0, None).expect("timeline");
     devnet.advance(tl.register_at_ms).expect("advance");
 
@@ -305,7 +338,7 @@ fn one_poet_refusing_does_not_stop_the_others() {
     bridge.poet_register(&fast, &blocker).expect("blocker registered");
     let results = register(
         bridge,
-        &keystore,
+        keystore,
         node_id,
         1,
         prepared.challenge_hash,
@@ -331,20 +364,19 @@ fn one_poet_refusing_does_not_stop_the_others() {
 /// are recorded.
 #[tokio::test]
 async fn a_restart_mid_cycle_keeps_the_prepared_challenge() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let keystore = Keystore::create(
-        tmp.path().join("keystore"),
-        PASS,
-        KdfParams::new(8, 1, 1).expect("kdf"),
-    )
-    .expect("keystore");
-    let node_id = keystore.generate().expect("identity");
-    let store_url = Store::sqlite_url(&tmp.path().join("state.db"));
+    let env = Env::new();
+    let Env {
+        keystore,
+        node_id,
+        devnet,
+        clock,
+        ..
+    } = &env;
+    let (keystore, node_id, devnet) = (keystore, *node_id, devnet);
+    let store_url = env.store_url();
     let store = Store::connect(&store_url).await.expect("store");
-    let devnet = Devnet::with_pow_verifier(config(), randomx()).expect("devnet");
-    let bridge: &dyn NodeBridge = &devnet;
+    let bridge: &dyn NodeBridge = devnet;
     let g = bridge.genesis().expect("genesis");
-    let clock = Clock::new(bridge.clock_params().expect("params")).expect("clock");
     let tl = clock.builder_timeline(0, None).expect("timeline");
     devnet.advance(tl.register_at_ms).expect("advance");
     // The PoETs do not check the initial PoST: placeholders are enough to register.
@@ -368,7 +400,7 @@ async fn a_restart_mid_cycle_keeps_the_prepared_challenge() {
     let regs = register_durable(
         bridge,
         &store,
-        &keystore,
+        keystore,
         node_id,
         first.publish_epoch(),
         first.challenge_hash,

@@ -118,12 +118,7 @@ pub fn prepare_challenge<B: NodeBridge + ?Sized>(
     let publish_epoch = timeline.publish_epoch;
     let positioning_atx_id = bridge
         .positioning_atx(publish_epoch, previous.as_ref().map(|p| &p.id))
-        .map_err(|source| SmeshingError::Node {
-            node_id,
-            publish_epoch,
-            step: "positioning ATX",
-            source: Box::new(source),
-        })?;
+        .map_err(SmeshingError::node(node_id, publish_epoch, "positioning ATX"))?;
     let challenge = match &previous {
         None => {
             let initial_post = identity
@@ -196,12 +191,11 @@ pub async fn prepare_challenge_durable<B: NodeBridge + ?Sized>(
             i64::try_from(now_ms).unwrap_or(i64::MAX),
         )
         .await
-        .map_err(|source| SmeshingError::Store {
+        .map_err(SmeshingError::store(
             node_id,
             publish_epoch,
-            what: "save prepared challenge",
-            source: Box::new(source),
-        })?;
+            "save prepared challenge",
+        ))?;
     if stored_bytes == bytes && stored_hash == fresh.challenge_hash {
         return Ok(fresh);
     }
@@ -259,14 +253,7 @@ pub fn register<B: NodeBridge + ?Sized>(
     challenge_hash: Hash32,
     deadline_ms: Option<u64>,
 ) -> Result<Vec<PoetRegistrationResult>, SmeshingError> {
-    let node = |step: &'static str| {
-        move |source: BridgeError| SmeshingError::Node {
-            node_id,
-            publish_epoch,
-            step,
-            source: Box::new(source),
-        }
-    };
+    let node = |step: &'static str| SmeshingError::node(node_id, publish_epoch, step);
     let genesis = bridge.genesis().map_err(node("genesis"))?;
     let poets = bridge.poets().map_err(node("PoET list"))?;
     if poets.is_empty() {
@@ -339,12 +326,11 @@ pub async fn register_durable<B: NodeBridge + ?Sized>(
         store
             .record_poet_registration(node_id.as_bytes(), publish_epoch, &r.poet.0, &outcome, at)
             .await
-            .map_err(|source| SmeshingError::Store {
+            .map_err(SmeshingError::store(
                 node_id,
                 publish_epoch,
-                what: "record PoET registration",
-                source: Box::new(source),
-            })?;
+                "record PoET registration",
+            ))?;
     }
     Ok(results)
 }
@@ -376,12 +362,7 @@ pub fn best_poet_proof<B: NodeBridge + ?Sized>(
     }
     let now_ms = bridge
         .now()
-        .map_err(|source| SmeshingError::Node {
-            node_id,
-            publish_epoch,
-            step: "node time",
-            source: Box::new(source),
-        })?
+        .map_err(SmeshingError::node(node_id, publish_epoch, "node time"))?
         .now_ms;
     let mut skipped = Vec::new();
     let mut best: Option<(node_bridge::bridge::PoetRound, MerkleProof)> = None;
@@ -490,14 +471,7 @@ pub async fn publish<B: NodeBridge + ?Sized>(
     if inputs.num_units == 0 {
         return Err(invalid("an ATX needs at least one space unit"));
     }
-    let node = |step: &'static str| {
-        move |source: BridgeError| SmeshingError::Node {
-            node_id,
-            publish_epoch,
-            step,
-            source: Box::new(source),
-        }
-    };
+    let node = |step: &'static str| SmeshingError::node(node_id, publish_epoch, step);
     let now_ms = bridge.now().map_err(node("node time"))?.now_ms;
     if now_ms < prepared.timeline.publish_not_before_ms {
         return Err(SmeshingError::TooEarly {

@@ -179,3 +179,33 @@ pub enum SmeshingError {
         atx_id: AtxId,
     },
 }
+
+impl SmeshingError {
+    /// Maps a node failure at `step` of `node_id`'s cycle for `publish_epoch`.
+    pub(crate) fn node(
+        node_id: NodeId,
+        publish_epoch: u32,
+        step: &'static str,
+    ) -> impl FnOnce(BridgeError) -> SmeshingError {
+        move |source| SmeshingError::Node {
+            node_id,
+            publish_epoch,
+            step,
+            source: Box::new(source),
+        }
+    }
+
+    /// Maps a store failure while doing `what` for `node_id`'s cycle for `publish_epoch`.
+    pub(crate) fn store(
+        node_id: NodeId,
+        publish_epoch: u32,
+        what: &'static str,
+    ) -> impl FnOnce(StoreError) -> SmeshingError {
+        move |source| SmeshingError::Store {
+            node_id,
+            publish_epoch,
+            what,
+            source: Box::new(source),
+        }
+    }
+}
