@@ -1824,3 +1824,36 @@ fn regression_stealing_after_apply_is_idempotent() {
     }
     assert_idempotent(&s, &p);
 }
+
+/// Found by the idempotence property on CI (37 workers, 16 identities): planning the applied plan
+/// cancelled one of its own init jobs as obsolete.
+#[test]
+fn regression_applied_init_job_is_not_obsolete() {
+    let s = gen_snapshot(37, 16, 5_093_940_949_399_421_430);
+    let p = plan(&s);
+    if let Err(e) = check_all(&s, &p) {
+        panic!("{e}");
+    }
+    assert_idempotent(&s, &p);
+}
+
+/// Found by the idempotence property on CI (37 workers, 16 identities): a stalled running job that
+/// had done nothing was cut at its start, leaving it an empty range, and planning again cancelled
+/// it as obsolete. A live job cut to nothing now ends on its own, holding its device until it
+/// reports.
+#[test]
+fn regression_a_stalled_job_cut_to_nothing_is_not_cancelled() {
+    let s = gen_snapshot(37, 16, 5_093_940_949_399_421_430);
+    let p = plan(&s);
+    assert!(
+        p.truncations
+            .iter()
+            .any(|t| t.job_id == "j21" && t.new_end == 870),
+        "the fleet of this seed no longer cuts j21 at its start: {:?}",
+        p.truncations
+    );
+    if let Err(e) = check_all(&s, &p) {
+        panic!("{e}");
+    }
+    assert_idempotent(&s, &p);
+}

@@ -76,7 +76,12 @@ pub(crate) fn init_range(idx: &Index, ident: usize, job: &JobState) -> Option<(u
         return None;
     };
     let f = idx.idents[ident].files.get(usize::try_from(*file_index).ok()?)?;
-    if range.start < f.start || range.end > f.end() || range.is_empty() {
+    // A live job cut at its progress while it had done nothing has an empty range: it is ending
+    // and keeps its device until it reports. An empty queued job is obsolete.
+    if range.start < f.start || range.end > f.end() || range.end < range.start {
+        return None;
+    }
+    if range.is_empty() && !is_active(job) {
         return None;
     }
     Some((*file_index, range.start, range.end))
