@@ -271,6 +271,7 @@ async fn main() {
             .as_str()
             .expect("target disk")
             .to_owned(),
+        cut: Default::default(),
     };
     let rt = tokio::runtime::Handle::current();
     let t = Instant::now();

@@ -691,6 +691,17 @@ async fn worker_protocol_with_fencing() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["ranges_recorded"], 1);
+    assert_eq!(r.body["end_label"], 4096, "the answer names where the job ends");
+    // The reconcile loop cuts the job short (a truncation): the next answer names the new end.
+    e.store
+        .rewrite_live_job_payload(job_id, 0, |payload| {
+            let mut p = payload.clone();
+            p["work"]["range"]["end"] = json!(3072);
+            Some(p)
+        })
+        .await
+        .expect("rewrite")
+        .expect("live");
     // The same report again counts nothing twice.
     let r = e
         .call(
@@ -702,6 +713,7 @@ async fn worker_protocol_with_fencing() {
         )
         .await;
     assert_eq!(r.body["ranges_recorded"], 0, "{}", r.text);
+    assert_eq!(r.body["end_label"], 3072, "{}", r.text);
 
     // Stale token, other worker, range outside the file: refused, nothing changes.
     let complete_uri = format!("/api/v1/worker/jobs/{job_id}/complete");

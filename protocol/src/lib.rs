@@ -522,6 +522,10 @@ pub struct ProgressResponse {
     pub lease_expires_at: i64,
     /// Ranges of this report that were new (the rest were already recorded).
     pub ranges_recorded: u32,
+    /// Init: where the job's range ends now. Lower than the leased range when the coordinator cut
+    /// the job short (its tail went to faster devices): the worker stops there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_label: Option<u64>,
 }
 
 /// `POST /api/v1/worker/jobs/{id}/complete`.

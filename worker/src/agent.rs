@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::client::{Client, ClientError};
 pub use crate::exec::identity_dir;
-use crate::exec::init::{run_init, InitTask};
+use crate::exec::init::{run_init, InitTask, RangeEnd};
 use crate::exec::k2pow::{run_k2pow, K2powTask, PowEngine};
 use crate::exec::prove::{run_prove, ProveTask};
 use crate::exec::verify::{run_verify, VerifyTask};
@@ -394,6 +394,7 @@ async fn report(
     job: &LeasedJob,
     st: &mut Unreported,
     rate_per_s: f64,
+    cut: &RangeEnd,
     stop: &AtomicBool,
 ) -> Result<bool, ClientError> {
     let req = ProgressRequest {
@@ -404,7 +405,10 @@ async fn report(
         checkpoint: st.checkpoint.clone(),
     };
     match ctx.client.progress(job.job_id, &req).await {
-        Ok(_) => {
+        Ok(answer) => {
+            if let Some(end) = answer.end_label {
+                cut.lower_to(end);
+            }
             st.dirty = false;
             Ok(true)
         }
@@ -422,16 +426,27 @@ async fn report(
 
 async fn drive(ctx: &JobCtx, job: &LeasedJob, stop: Arc<AtomicBool>) -> Result<(), ClientError> {
     let (tx, mut rx) = mpsc::unbounded_channel();
+    // Where an init job ends now: lowered when a progress answer says the job was cut short.
+    let cut = RangeEnd::default();
     {
-        let (env, caps, job, stop) = (ctx.env.clone(), ctx.caps.clone(), job.clone(), stop.clone());
+        let (env, caps, job, stop, cut) = (
+            ctx.env.clone(),
+            ctx.caps.clone(),
+            job.clone(),
+            stop.clone(),
+            cut.clone(),
+        );
         tokio::task::spawn_blocking(move || {
             let emit = |u: Update| {
                 let _ = tx.send(JobEvent::Progress(u));
             };
             let out = match &job.stream {
                 // Init for another rig's disk: compute here, send the labels there.
-                Some(grant) => execute_streamed(&env, &job, grant, &stop, &emit),
-                None => prepare(&env, &caps, &job).and_then(|task| {
+                Some(grant) => execute_streamed(&env, &job, grant, &cut, &stop, &emit),
+                None => prepare(&env, &caps, &job).and_then(|mut task| {
+                    if let Task::Init(t) = &mut task {
+                        t.cut = cut;
+                    }
                     let proof = proof_config(&env.cfg.proof, &job)?;
                     execute(&env, &proof, task, &stop, &emit)
                 }),
@@ -479,7 +494,7 @@ async fn drive(ctx: &JobCtx, job: &LeasedJob, stop: Arc<AtomicBool>) -> Result<(
                 let since = last_report.elapsed();
                 if (st.dirty && since >= ctx.progress_interval) || since >= keepalive {
                     let r = rate(&st);
-                    if report(ctx, job, &mut st, r, &stop).await? {
+                    if report(ctx, job, &mut st, r, &cut, &stop).await? {
                         last_report = tokio::time::Instant::now();
                     }
                 }
@@ -500,7 +515,7 @@ async fn drive(ctx: &JobCtx, job: &LeasedJob, stop: Arc<AtomicBool>) -> Result<(
             // Hand back: report what is durable, then fail (retryable unless the job is bad).
             if st.dirty {
                 let r = rate(&st);
-                report(ctx, job, &mut st, r, &stop).await?;
+                report(ctx, job, &mut st, r, &cut, &stop).await?;
             }
             let stopped = matches!(e, ExecError::Stopped);
             if !stopped {
@@ -561,6 +576,7 @@ fn prepare(env: &Env, caps: &Capabilities, job: &LeasedJob) -> Result<Task, Exec
             start: range.start,
             end: range.end,
             resume_from: resume_point(job),
+            cut: RangeEnd::default(),
         }),
         JobKind::Verify { file_index, range } => {
             // Resume only with the findings of the labels already covered.
@@ -627,6 +643,7 @@ fn execute_streamed(
     env: &Env,
     job: &LeasedJob,
     grant: &protocol::StreamGrant,
+    cut: &RangeEnd,
     stop: &AtomicBool,
     emit: &(dyn Fn(Update) + Sync),
 ) -> Result<serde_json::Value, ExecError> {
@@ -643,6 +660,7 @@ fn execute_streamed(
         start: range.start,
         end: range.end,
         resume_from: resume_point(job),
+        cut: cut.clone(),
         disk_id: job
             .spec
             .target

@@ -575,9 +575,17 @@ pub async fn progress(
         .store()
         .renew_lease(job_id, worker, req.fencing_token, Some(&progress), now, lease_ms)
         .await?;
+    // The range as it is now: a truncation rewrote the payload's end.
+    let end_label = serde_json::from_value::<JobSpec>(job.payload.clone())
+        .ok()
+        .and_then(|spec| match spec.work {
+            protocol::JobKind::Init { range, .. } => Some(range.end),
+            _ => None,
+        });
     Ok(ApiJson(ProgressResponse {
         lease_expires_at: job.lease_expires_at.unwrap_or(now),
         ranges_recorded: recorded,
+        end_label,
     }))
 }
 

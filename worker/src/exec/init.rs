@@ -12,7 +12,8 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use post::backend::{LabelBackend, LabelRequest, VrfCandidate};
@@ -21,6 +22,30 @@ use post::metadata::PostMetadata;
 use protocol::{IdentityParams, RangeDone};
 
 use super::{checked_range, parse32, ExecError};
+
+/// Where a running init job stops now: the coordinator may cut its range short while it runs (the
+/// tail went to faster devices), and the agent lowers this from the answer to a progress report.
+/// Shared between the agent and the executor; the default never cuts.
+#[derive(Debug, Clone)]
+pub struct RangeEnd(Arc<AtomicU64>);
+
+impl Default for RangeEnd {
+    fn default() -> Self {
+        Self(Arc::new(AtomicU64::new(u64::MAX)))
+    }
+}
+
+impl RangeEnd {
+    /// The end of a range leased as `[_, leased_end)`, after any cut.
+    pub fn get(&self, leased_end: u64) -> u64 {
+        self.0.load(Ordering::Relaxed).min(leased_end)
+    }
+
+    /// Cut the range at `end` (never lengthens it).
+    pub fn lower_to(&self, end: u64) {
+        self.0.fetch_min(end, Ordering::Relaxed);
+    }
+}
 
 /// One init job, resolved to a directory on this rig.
 #[derive(Debug, Clone)]
@@ -40,6 +65,8 @@ pub struct InitTask {
     pub end: u64,
     /// Labels before this one (from `start`) are already reported done.
     pub resume_from: u64,
+    /// `end`, lowered when the coordinator cuts the job short.
+    pub cut: RangeEnd,
 }
 
 /// What a finished job found.
@@ -255,11 +282,15 @@ pub fn run_init(
     // reported often and a stop request is honoured quickly.
     let mut batch = backend.preferred_batch().max(64) as u64;
     let mut buf = Vec::new();
-    while next < task.end {
+    loop {
+        let end = task.cut.get(task.end);
+        if next >= end {
+            break;
+        }
         if stop.load(Ordering::Relaxed) {
             return Err(ExecError::Stopped);
         }
-        let count = batch.min(task.end - next);
+        let count = batch.min(end - next);
         let len = usize::try_from(count * 16).map_err(|_| ExecError::Invalid("batch".into()))?;
         buf.resize(len, 0);
         let t = Instant::now();
@@ -271,7 +302,7 @@ pub fn run_init(
         };
         let cands = backend.compute(&req, &mut buf)?;
         let offset = (next - file_labels.start) * 16;
-        let needed = (task.end - next) * 16;
+        let needed = (end - next) * 16;
         file.write_all_at(&buf, offset)
             .map_err(|source| io_or_full(task, "writing", &path, needed, source))?;
         file.sync_data()
@@ -324,6 +355,7 @@ mod tests {
             start: 0,
             end,
             resume_from: 0,
+            cut: RangeEnd::default(),
         }
     }
 

@@ -12,7 +12,7 @@ use protocol::{IdentityParams, RangeDone, StreamGrant};
 use super::{
     encode_candidate, ChunkAck, CHUNK_PATH, HEADER_BLAKE3, HEADER_START, HEADER_VRF, MAX_CHUNK_BYTES,
 };
-use crate::exec::init::{metadata_for, InitOutcome};
+use crate::exec::init::{metadata_for, InitOutcome, RangeEnd};
 use crate::exec::{checked_range, ExecError};
 
 /// One streamed init job.
@@ -27,6 +27,8 @@ pub struct StreamedInit {
     pub resume_from: u64,
     /// The target disk's id on the storage worker (named when that disk is full).
     pub disk_id: String,
+    /// `end`, lowered when the coordinator cuts the job short.
+    pub cut: RangeEnd,
 }
 
 /// Why a batch could not be delivered.
@@ -266,14 +268,18 @@ pub fn run_streamed_init(
         report(range, best);
         Ok(())
     };
-    while next < task.end {
+    loop {
+        let end = task.cut.get(task.end);
+        if next >= end {
+            break;
+        }
         if stop.load(Ordering::Relaxed) {
             if let Some(f) = in_flight.take() {
                 settle(f, &mut out)?;
             }
             return Err(ExecError::Stopped);
         }
-        let count = batch.min(task.end - next);
+        let count = batch.min(end - next);
         let len = usize::try_from(count * 16).map_err(|_| ExecError::Invalid("batch".into()))?;
         let mut buf = vec![0u8; len];
         let t = Instant::now();
@@ -393,6 +399,7 @@ mod tests {
             end: 1024,
             resume_from: 0,
             disk_id: "d7".into(),
+            cut: Default::default(),
         };
         let rt = tokio::runtime::Handle::current();
         let mut reported = 0;

@@ -251,6 +251,7 @@ impl StreamServer {
             start: auth.range.start,
             end: auth.range.end,
             resume_from: 0,
+            cut: Default::default(),
         };
         remove_stale_copies(&task)?;
         if let Ok(mut p) = self.prepared.lock() {

@@ -35,6 +35,11 @@ struct Fake {
     leased: Vec<LeasedJob>,
     /// Built from the k2pow result once it completes.
     prove_template: Option<LeasedJob>,
+    /// Cut an init job short at its first progress report, where it is then (as the coordinator
+    /// cuts a slow job whose tail went to faster devices).
+    cut_at_first_report: bool,
+    /// The end the progress answers name, once cut.
+    cut: Option<u64>,
 }
 
 type Shared = Arc<Mutex<Fake>>;
@@ -67,10 +72,14 @@ fn handle(fake: &Shared, path: &str, body: &[u8]) -> serde_json::Value {
         }
         p if p.ends_with("/progress") => {
             let req: ProgressRequest = serde_json::from_slice(body).expect("progress");
+            if f.cut_at_first_report && f.cut.is_none() {
+                f.cut = Some(req.done);
+            }
             f.progress.push((job_id("/progress"), req));
             serde_json::to_value(ProgressResponse {
                 lease_expires_at: 0,
                 ranges_recorded: 0,
+                end_label: f.cut,
             })
             .expect("json")
         }
@@ -458,4 +467,124 @@ async fn a_long_job_keeps_its_lease_and_is_handed_back_on_shutdown() {
     assert_eq!(fail.error, "worker stopping: handed back");
     assert!(fail.retryable);
     assert_eq!(fail.retry_after_ms, None);
+}
+
+/// The coordinator cut a running init job short (its tail went to faster devices): the worker
+/// learns the new end from the answer to a progress report, stops there and completes the job,
+/// having written only about what it had done when it was cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_init_job_cut_short_stops_at_the_new_end() {
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let disk = DiskInfo {
+        id: "d0".into(),
+        mount: tmp.path().join("disk0").display().to_string(),
+        physical_device: "/dev/sda".into(),
+        filesystem: "ext4".into(),
+        capacity_bytes: 1 << 40,
+        free_bytes: 1 << 30,
+        read_mb_s: 0.0,
+        write_mb_s: 0.0,
+    };
+    // Slow labels (N = 1024) over a long range: minutes of work uncut.
+    let total = 1u64 << 20;
+    let identity = IdentityParams {
+        identity_id: Uuid::new_v4(),
+        node_id: hex::encode([0x81; 32]),
+        commitment_atx_id: Some(hex::encode([0x82; 32])),
+        num_units: 1,
+        labels_per_unit: total,
+        max_file_size: total * 16,
+        scrypt_n: 1024,
+    };
+    let fake: Shared = Arc::new(Mutex::new(Fake {
+        cut_at_first_report: true,
+        ..Fake::default()
+    }));
+    fake.lock().expect("lock").queue.push_back(leased(
+        "init",
+        &identity,
+        JobSpec {
+            device: Device::Cpu,
+            work: JobKind::Init {
+                file_index: 0,
+                range: LabelRange { start: 0, end: total },
+            },
+            target: Some(Placement {
+                worker_id: "w".into(),
+                disk_id: "d0".into(),
+            }),
+            challenge: None,
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(serve(listener, fake.clone()));
+    let agent_opts = AgentOptions {
+        coordinator: format!("http://{addr}"),
+        join_token: Some("join".into()),
+        data_dir: tmp.path().join("state"),
+        name: "rig".into(),
+        cpu_threads: 1,
+        capabilities: Capabilities {
+            hostname: "rig".into(),
+            cpu: CpuInfo {
+                threads: 1,
+                init_enabled: true,
+                ..CpuInfo::default()
+            },
+            disks: vec![disk.clone()],
+            ..Capabilities::default()
+        },
+        heartbeat_interval: Duration::from_millis(100),
+        lease_poll: Duration::from_millis(100),
+        progress_interval: Duration::from_millis(100),
+    };
+    let exec = ExecConfig {
+        proof: ProofConfig::MAINNET,
+        randomx_mode: RandomXMode::Light,
+        large_pages: false,
+        verify_sample_per_chunk: 16,
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(run_with(agent_opts, exec, async {
+        let _ = stop_rx.await;
+    }));
+    wait_for(&fake, "the cut job to complete", |f| !f.complete.is_empty()).await;
+    let _ = stop_tx.send(());
+    agent.await.expect("join").expect("agent");
+
+    let f = fake.lock().expect("lock");
+    assert!(
+        f.fail.is_empty(),
+        "{:?}",
+        f.fail.iter().map(|(_, r)| &r.error).collect::<Vec<_>>()
+    );
+    let cut = f.cut.expect("cut at the first report");
+    assert!(cut < total, "the first report came after the whole range: {cut}");
+    let mut ranges: Vec<(u64, u64)> = f
+        .progress
+        .iter()
+        .flat_map(|(_, r)| r.ranges.iter())
+        .chain(f.complete.iter().flat_map(|(_, r)| r.ranges.iter()))
+        .map(|r| (r.start_label, r.end_label))
+        .collect();
+    ranges.sort_unstable();
+    let mut end = 0;
+    for &(s, e) in &ranges {
+        assert_eq!(s, end, "ranges are contiguous from 0: {ranges:?}");
+        end = e;
+    }
+    // The batch under way when the answer came may pass the cut, never more.
+    let last = ranges.last().map_or(0, |r| r.1 - r.0);
+    assert!(
+        end >= cut && end <= cut + 2 * last.max(1),
+        "wrote [0, {end}) for a cut at {cut}"
+    );
+    assert!(
+        end < total / 2,
+        "the job ran on past its cut: [0, {end}) of {total}"
+    );
+    let file = identity_dir(&disk, &identity.node_id).join("postdata_0.bin");
+    let len = std::fs::metadata(&file).expect("data file").len();
+    assert_eq!(len, end * 16, "the file holds exactly the labels reported");
 }
