@@ -1,13 +1,15 @@
 //! The state every handler shares, and how a bearer token becomes a [`Principal`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, RwLock};
 
 use super::auth::{ct_eq, Principal, Role, TokenResolver};
 use super::error::ApiError;
+use node_bridge::bridge::NodeBridge;
+
 use crate::keystore::Keystore;
 use crate::liveness::Liveness;
 use crate::metrics::Metrics;
@@ -75,6 +77,9 @@ pub(crate) struct Inner {
     auth_cache: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
     /// Light-mode RandomX for checking the k2pow of returned proofs, built on first use.
     pow_verifier: Mutex<Option<Arc<post::pow::RandomXPow>>>,
+    /// The node the coordinator smeshes against (the embedded devnet under `smeshfleet up`);
+    /// unset for a coordinator that only initializes and proves on request.
+    node: OnceLock<Arc<dyn NodeBridge>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -106,7 +111,18 @@ impl AppState {
             liveness: Arc::new(Liveness::new()),
             auth_cache: Mutex::new(HashMap::new()),
             pow_verifier: Mutex::new(None),
+            node: OnceLock::new(),
         }))
+    }
+
+    /// Attaches the node (once; a second call is ignored and returns false).
+    pub fn set_node(&self, node: Arc<dyn NodeBridge>) -> bool {
+        self.0.node.set(node).is_ok()
+    }
+
+    /// The node, when one is attached.
+    pub fn node(&self) -> Option<&Arc<dyn NodeBridge>> {
+        self.0.node.get()
     }
 
     pub fn store(&self) -> &Store {
