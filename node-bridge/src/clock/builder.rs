@@ -60,6 +60,18 @@ impl BuilderTimeline {
 }
 
 impl Clock {
+    /// The cycle whose ATX is published in `publish_epoch` (≥ 1): what
+    /// [`builder_timeline`](Self::builder_timeline) answers at that cycle's registration time. A
+    /// restarted builder rebuilds the timeline of a challenge it stored with this.
+    pub fn timeline_for_publish_epoch(&self, publish_epoch: EpochId) -> Result<BuilderTimeline, ClockError> {
+        let round_epoch = publish_epoch
+            .checked_sub(1)
+            .ok_or(ClockError::EpochOverflow { epoch: 0 })?;
+        // Validated: grace ≤ phase shift, so the registration time lies in `round_epoch`.
+        let at = self.round_start(self.round_in_epoch(round_epoch))? - self.params.grace_period_ms;
+        self.builder_timeline(at, None)
+    }
+
     /// The builder's next cycle at `now_ms` for an identity whose previous ATX (if any) was
     /// published in `prev_publish_epoch`. A registration window that is already closed at
     /// `now_ms` moves the identity to the next round.

@@ -385,3 +385,22 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn timeline_of_a_publish_epoch_is_the_one_built_for_it() {
+    for clock in [devnet(), mainnet()] {
+        for publish_epoch in [1u32, 2, 3, 40] {
+            let t = clock.timeline_for_publish_epoch(publish_epoch).expect("timeline");
+            assert_eq!(t.publish_epoch, publish_epoch);
+            // What a builder gets at that cycle's registration time, and anywhere in its window.
+            assert_eq!(clock.builder_timeline(t.register_at_ms, None).expect("at"), t);
+            assert_eq!(
+                clock
+                    .builder_timeline(t.registration_deadline_ms - 1, None)
+                    .expect("late"),
+                t
+            );
+        }
+        assert!(clock.timeline_for_publish_epoch(0).is_err());
+    }
+}

@@ -1,0 +1,694 @@
+//! The smeshing driver: every initialized identity through the ATX cycle against the node, pass
+//! after pass (spec/devnet.md §2.7). A pass looks at each identity once and does the next step that
+//! is due; whatever it learns that must survive a restart is in the store (the prepared challenge,
+//! each PoET's answer, the proving request and its verified proof, the safety database), so a
+//! restarted coordinator picks a cycle up where it was:
+//!
+//! 1. the initial PoST (over the all-zero challenge), once, as a proving request for publish
+//!    epoch 0 (no ATX is published in epoch 0);
+//! 2. at the cycle's registration time: the challenge ([`prepare_challenge_durable`]) and the PoET
+//!    registrations ([`register_durable`]); a window missed moves the identity to the next round;
+//! 3. once the round has ended: the best PoET proof, and a proving request over its reference,
+//!    which the reconcile loop turns into k2pow and proving jobs on the fleet;
+//! 4. once the proof is verified and the publish epoch has begun: [`publish`] through the safety
+//!    database.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use node_bridge::atx::{poet_challenge, Coinbase, NIPostChallengeV1, Post, Scale};
+use node_bridge::bridge::{AtxInfo, AtxSubmission, NodeBridge, PoetId, PoetRegistered};
+use node_bridge::clock::Clock;
+use node_bridge::vm::bech32;
+use tokio::sync::{watch, Notify};
+use uuid::Uuid;
+
+use super::builder::{
+    best_poet_proof, prepare_challenge_durable, publish, register_durable, AtxInputs, BestPoetProof,
+    IdentityParams, PoetRegistrationResult, PreparedChallenge,
+};
+use super::error::SmeshingError;
+use crate::keystore::{Keystore, NodeId};
+use crate::store::{
+    Identity, IdentityState, NewProvingRequest, PoetRegistrationOutcome, ProvingRequestState, Store,
+    StoreError,
+};
+
+/// The publish epoch the initial PoST's proving request is filed under: no ATX is published in
+/// epoch 0, so it never meets a cycle's request.
+pub const INITIAL_POST_EPOCH: u32 = 0;
+
+/// How long the fleet has for the initial PoST.
+const INITIAL_POST_DEADLINE_MS: i64 = 24 * 3600 * 1000;
+
+/// What one pass did, or waits for, for one identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Not smeshing yet, and why (still initializing, no commitment ATX, no coinbase...).
+    NotReady(String),
+    /// The initial PoST is asked of the fleet, or is being proved.
+    WaitingForInitialPost,
+    /// The next cycle's registration opens at `register_at_ms` (node time).
+    WaitingToRegister { publish_epoch: u32, register_at_ms: u64 },
+    /// Registered with `accepted` of the node's PoETs.
+    Registered { publish_epoch: u32, accepted: usize },
+    /// The registration window closed before any PoET accepted: the next round is next.
+    RegistrationMissed { publish_epoch: u32 },
+    /// The PoET round runs until `round_end_ms` (node time).
+    WaitingForRound { publish_epoch: u32, round_end_ms: u64 },
+    /// The PoST over the PoET proof is asked of the fleet.
+    ProvingRequested { publish_epoch: u32 },
+    /// The fleet is proving.
+    WaitingForProof { publish_epoch: u32 },
+    /// The proof is ready; the publish epoch begins at `not_before_ms` (node time).
+    WaitingToPublish { publish_epoch: u32, not_before_ms: u64 },
+    /// The ATX was signed and submitted; `accepted` is the node's verdict.
+    Published {
+        publish_epoch: u32,
+        atx_id: [u8; 32],
+        accepted: bool,
+        reason: Option<String>,
+    },
+    /// The cycle could not be finished (the deadline passed, no PoET proof, the safety database
+    /// refused); the next cycle starts over.
+    Abandoned { publish_epoch: u32, reason: String },
+}
+
+impl Step {
+    pub fn publish_epoch(&self) -> Option<u32> {
+        match self {
+            Step::NotReady(_) | Step::WaitingForInitialPost => None,
+            Step::WaitingToRegister { publish_epoch, .. }
+            | Step::Registered { publish_epoch, .. }
+            | Step::RegistrationMissed { publish_epoch }
+            | Step::WaitingForRound { publish_epoch, .. }
+            | Step::ProvingRequested { publish_epoch }
+            | Step::WaitingForProof { publish_epoch }
+            | Step::WaitingToPublish { publish_epoch, .. }
+            | Step::Published { publish_epoch, .. }
+            | Step::Abandoned { publish_epoch, .. } => Some(*publish_epoch),
+        }
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::NotReady(why) => write!(f, "not smeshing: {why}"),
+            Step::WaitingForInitialPost => write!(f, "proving the initial PoST"),
+            Step::WaitingToRegister { publish_epoch, .. } => {
+                write!(
+                    f,
+                    "epoch {publish_epoch}: waiting for the PoET registration window"
+                )
+            }
+            Step::Registered {
+                publish_epoch,
+                accepted,
+            } => {
+                write!(f, "epoch {publish_epoch}: registered with {accepted} PoET(s)")
+            }
+            Step::RegistrationMissed { publish_epoch } => {
+                write!(f, "epoch {publish_epoch}: registration window missed, next round")
+            }
+            Step::WaitingForRound { publish_epoch, .. } => {
+                write!(f, "epoch {publish_epoch}: waiting for the PoET round to end")
+            }
+            Step::ProvingRequested { publish_epoch } | Step::WaitingForProof { publish_epoch } => {
+                write!(f, "epoch {publish_epoch}: proving")
+            }
+            Step::WaitingToPublish { publish_epoch, .. } => {
+                write!(
+                    f,
+                    "epoch {publish_epoch}: proof ready, waiting for the publish epoch"
+                )
+            }
+            Step::Published {
+                publish_epoch,
+                atx_id,
+                accepted,
+                reason,
+            } => match (accepted, reason) {
+                (true, _) => write!(
+                    f,
+                    "epoch {publish_epoch}: ATX {} published",
+                    hex::encode(&atx_id[..8])
+                ),
+                (false, r) => write!(
+                    f,
+                    "epoch {publish_epoch}: ATX {} rejected by the node: {}",
+                    hex::encode(&atx_id[..8]),
+                    r.as_deref().unwrap_or("no reason given")
+                ),
+            },
+            Step::Abandoned {
+                publish_epoch,
+                reason,
+            } => {
+                write!(f, "epoch {publish_epoch}: cycle abandoned: {reason}")
+            }
+        }
+    }
+}
+
+/// What [`Driver::advance`] needs to know about the identity at this pass.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    ident: &'a Identity,
+    node_id: NodeId,
+    coinbase: Coinbase,
+    now: u64,
+}
+
+/// One identity's cycle in progress.
+struct Cycle {
+    prepared: PreparedChallenge,
+    registrations: Vec<PoetRegistrationResult>,
+    best: Option<BestPoetProof>,
+}
+
+impl Cycle {
+    fn accepted(&self) -> usize {
+        self.registrations.iter().filter(|r| r.result.is_ok()).count()
+    }
+}
+
+/// Drives the identities' ATX cycles; see the module documentation.
+pub struct Driver {
+    store: Store,
+    keystore: Arc<Keystore>,
+    node: Arc<dyn NodeBridge>,
+    /// Woken when a proving request is filed (the reconcile loop plans its jobs at once).
+    wake: Arc<Notify>,
+    cycles: HashMap<Uuid, Cycle>,
+    /// The latest step of each identity, for the terminal and the dashboard.
+    status: Arc<Mutex<HashMap<Uuid, Step>>>,
+}
+
+impl Driver {
+    pub fn new(store: Store, keystore: Arc<Keystore>, node: Arc<dyn NodeBridge>, wake: Arc<Notify>) -> Self {
+        Driver {
+            store,
+            keystore,
+            node,
+            wake,
+            cycles: HashMap::new(),
+            status: Arc::default(),
+        }
+    }
+
+    /// The latest step of every identity the driver looked at.
+    pub fn status_handle(&self) -> Arc<Mutex<HashMap<Uuid, Step>>> {
+        self.status.clone()
+    }
+
+    /// Passes every `every` until `shutdown` turns true.
+    pub async fn run(mut self, every: Duration, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        return;
+                    }
+                }
+            }
+            match self.pass().await {
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "smeshing pass failed; retrying"),
+            }
+        }
+    }
+
+    /// One pass over every identity: the step each one is at (an identity whose step failed is
+    /// logged and retried next pass).
+    pub async fn pass(&mut self) -> Result<Vec<(Uuid, Step)>, StoreError> {
+        let identities = self.store.list_identities().await?;
+        let mut out = Vec::with_capacity(identities.len());
+        for ident in identities {
+            match self.drive(&ident).await {
+                Ok(step) => {
+                    let changed = {
+                        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+                        status.insert(ident.id, step.clone()).as_ref() != Some(&step)
+                    };
+                    if changed {
+                        tracing::info!(identity = %ident.name, step = %step, "smeshing");
+                    }
+                    out.push((ident.id, step));
+                }
+                Err(e) => {
+                    tracing::warn!(identity = %ident.name, error = %e, "smeshing step failed; retrying")
+                }
+            }
+        }
+        self.cycles.retain(|id, _| out.iter().any(|(i, _)| i == id));
+        Ok(out)
+    }
+
+    /// The next due step of one identity.
+    pub async fn drive(&mut self, ident: &Identity) -> Result<Step, SmeshingError> {
+        let node_id = NodeId::from_bytes(ident.node_id);
+        if !initialized(ident.state) {
+            return Ok(Step::NotReady(format!("{}", ident.state)));
+        }
+        let Some(commitment_atx) = ident.commitment_atx_id else {
+            return Ok(Step::NotReady("no commitment ATX".into()));
+        };
+        let Some(coinbase) = ident.coinbase.as_deref().and_then(parse_coinbase) else {
+            return Ok(Step::NotReady(match &ident.coinbase {
+                None => "no coinbase".into(),
+                Some(c) => format!("coinbase {c:?} is not an address"),
+            }));
+        };
+        let node = self.node.clone();
+        let query = |step: &'static str| {
+            move |source| SmeshingError::NodeQuery {
+                node_id,
+                step,
+                source: Box::new(source),
+            }
+        };
+        let now = node.now().map_err(query("node time"))?.now_ms;
+        let clock = Clock::new(node.clock_params().map_err(query("clock parameters"))?)
+            .map_err(|source| SmeshingError::ClockParams { node_id, source })?;
+        let previous = node.previous_atx(&ident.node_id).map_err(query("previous ATX"))?;
+
+        // A cycle is over once its ATX is the node's latest, or its publish epoch has ended.
+        if let Some(c) = self.cycles.get(&ident.id) {
+            let epoch = c.prepared.publish_epoch();
+            if previous.is_some_and(|p| p.publish_epoch >= epoch) || c.prepared.timeline.expired(now) {
+                self.cycles.remove(&ident.id);
+            }
+        }
+        if !self.cycles.contains_key(&ident.id) {
+            if let Some(c) = self.recover(node_id, &clock, previous.as_ref(), now).await? {
+                self.cycles.insert(ident.id, c);
+            }
+        }
+        if !self.cycles.contains_key(&ident.id) {
+            let initial_post = match previous {
+                Some(_) => None,
+                None => match self.initial_post(ident).await? {
+                    Some(post) => Some(post),
+                    None => return Ok(Step::WaitingForInitialPost),
+                },
+            };
+            let timeline = clock
+                .builder_timeline(now, previous.map(|p| p.publish_epoch))
+                .map_err(|source| SmeshingError::Timeline { node_id, source })?;
+            if now < timeline.register_at_ms {
+                return Ok(Step::WaitingToRegister {
+                    publish_epoch: timeline.publish_epoch,
+                    register_at_ms: timeline.register_at_ms,
+                });
+            }
+            let params = IdentityParams {
+                node_id,
+                commitment_atx,
+                initial_post,
+            };
+            let prepared = prepare_challenge_durable(node.as_ref(), &self.store, &params, now).await?;
+            self.cycles.insert(
+                ident.id,
+                Cycle {
+                    prepared,
+                    registrations: Vec::new(),
+                    best: None,
+                },
+            );
+        }
+        let Some(mut cycle) = self.cycles.remove(&ident.id) else {
+            return Ok(Step::NotReady("no cycle".into()));
+        };
+        let ctx = Ctx {
+            ident,
+            node_id,
+            coinbase,
+            now,
+        };
+        match self.advance(&ctx, &mut cycle).await {
+            Ok((step, done)) => {
+                if !done {
+                    self.cycles.insert(ident.id, cycle);
+                }
+                Ok(step)
+            }
+            Err(e) => {
+                self.cycles.insert(ident.id, cycle);
+                Err(e)
+            }
+        }
+    }
+
+    /// The next step of a cycle in progress, and whether the cycle is over.
+    async fn advance(&self, ctx: &Ctx<'_>, cycle: &mut Cycle) -> Result<(Step, bool), SmeshingError> {
+        let Ctx {
+            ident,
+            node_id,
+            coinbase,
+            now,
+        } = *ctx;
+        let node = self.node.clone();
+        let epoch = cycle.prepared.publish_epoch();
+        let timeline = cycle.prepared.timeline;
+
+        // Register (again, while no PoET accepted and the window is open).
+        if cycle.accepted() == 0 {
+            if timeline.registration_missed(now) {
+                return Ok((Step::RegistrationMissed { publish_epoch: epoch }, true));
+            }
+            cycle.registrations = register_durable(
+                node.as_ref(),
+                &self.store,
+                &self.keystore,
+                node_id,
+                epoch,
+                cycle.prepared.challenge_hash,
+                Some(timeline.proof_deadline_ms),
+            )
+            .await?;
+            let accepted = cycle.accepted();
+            if accepted > 0 {
+                self.set_state(ident, IdentityState::WaitingForChallenge).await;
+            }
+            return Ok((
+                Step::Registered {
+                    publish_epoch: epoch,
+                    accepted,
+                },
+                false,
+            ));
+        }
+
+        // The best PoET proof, once the round has ended; then the fleet proves over it.
+        let mut requested = false;
+        if cycle.best.is_none() {
+            let best = match best_poet_proof(
+                node.as_ref(),
+                node_id,
+                epoch,
+                &cycle.prepared.challenge_hash,
+                &cycle.registrations,
+            ) {
+                Ok(best) => best,
+                Err(SmeshingError::RoundNotEnded { round_end_ms, .. }) => {
+                    let step = Step::WaitingForRound {
+                        publish_epoch: epoch,
+                        round_end_ms,
+                    };
+                    return Ok((step, false));
+                }
+                Err(e @ SmeshingError::NoPoetProof { .. }) if timeline.proof_expired(now) => {
+                    let step = Step::Abandoned {
+                        publish_epoch: epoch,
+                        reason: e.to_string(),
+                    };
+                    return Ok((step, true));
+                }
+                Err(e) => return Err(e),
+            };
+            let wall = crate::reconcile::now_ms();
+            let left = i64::try_from(timeline.publish_deadline_ms.saturating_sub(now)).unwrap_or(i64::MAX);
+            let request = NewProvingRequest {
+                identity_id: ident.id,
+                publish_epoch: epoch,
+                challenge: best.proof_ref,
+                known_at: wall,
+                deadline: wall.saturating_add(left.max(1)),
+            };
+            requested = self.file_request(node_id, &request).await?;
+            cycle.best = Some(best);
+        }
+        let Some(best) = cycle.best.as_ref() else {
+            return Ok((Step::WaitingForProof { publish_epoch: epoch }, false));
+        };
+
+        // The verified proof, then the ATX.
+        let store_err = |step| SmeshingError::store(node_id, epoch, step);
+        let proofs = self
+            .store
+            .list_proofs(ident.id)
+            .await
+            .map_err(store_err("list proofs"))?;
+        let Some(proof) = proofs
+            .iter()
+            .find(|p| p.publish_epoch == epoch && p.challenge == best.proof_ref)
+        else {
+            let request = self
+                .store
+                .get_proving_request(ident.id, epoch)
+                .await
+                .map_err(store_err("get proving request"))?;
+            if request.state == ProvingRequestState::Failed {
+                let reason = request
+                    .failure
+                    .unwrap_or_else(|| "the proving request failed".into());
+                let step = Step::Abandoned {
+                    publish_epoch: epoch,
+                    reason,
+                };
+                return Ok((step, true));
+            }
+            let step = if requested {
+                Step::ProvingRequested { publish_epoch: epoch }
+            } else {
+                Step::WaitingForProof { publish_epoch: epoch }
+            };
+            return Ok((step, false));
+        };
+        if now < timeline.publish_not_before_ms {
+            let step = Step::WaitingToPublish {
+                publish_epoch: epoch,
+                not_before_ms: timeline.publish_not_before_ms,
+            };
+            return Ok((step, false));
+        }
+        let post: post::proof::Proof =
+            serde_json::from_value(proof.proof.clone()).map_err(|e| SmeshingError::InvalidInput {
+                node_id,
+                publish_epoch: epoch,
+                reason: if e.is_data() {
+                    "the stored proof does not decode"
+                } else {
+                    "the stored proof is not a proof"
+                },
+            })?;
+        let inputs = AtxInputs {
+            coinbase,
+            num_units: ident.num_units,
+            post: Post::from_proof(&post),
+            labels_per_unit: ident.labels_per_unit,
+            vrf_nonce: if cycle.prepared.is_initial() {
+                match ident.vrf_nonce {
+                    Some(n) => Some(n),
+                    None => {
+                        let step = Step::NotReady("no VRF nonce: the data has no qualifying label".into());
+                        return Ok((step, false));
+                    }
+                }
+            } else {
+                None
+            },
+        };
+        let result = publish(
+            node.as_ref(),
+            &self.store,
+            &self.keystore,
+            &cycle.prepared,
+            best,
+            inputs,
+        )
+        .await;
+        let step = match result {
+            Ok(published) => {
+                let (accepted, reason) = match &published.submission {
+                    AtxSubmission::Accepted { .. } => (true, None),
+                    AtxSubmission::Rejected { reason, .. } => (false, Some(reason.to_string())),
+                };
+                if accepted {
+                    self.set_state(ident, IdentityState::Submitted).await;
+                }
+                Step::Published {
+                    publish_epoch: epoch,
+                    atx_id: published.atx_id,
+                    accepted,
+                    reason,
+                }
+            }
+            Err(e @ (SmeshingError::NotSafe { .. } | SmeshingError::Expired { .. })) => Step::Abandoned {
+                publish_epoch: epoch,
+                reason: e.to_string(),
+            },
+            Err(e) => return Err(e),
+        };
+        Ok((step, true))
+    }
+
+    /// The identity's initial PoST when the fleet has proved it; otherwise asks for it (once).
+    async fn initial_post(&self, ident: &Identity) -> Result<Option<Post>, SmeshingError> {
+        let node_id = NodeId::from_bytes(ident.node_id);
+        let store_err = |step| SmeshingError::store(node_id, INITIAL_POST_EPOCH, step);
+        let proofs = self
+            .store
+            .list_proofs(ident.id)
+            .await
+            .map_err(store_err("list proofs"))?;
+        if let Some(p) = proofs
+            .iter()
+            .find(|p| p.publish_epoch == INITIAL_POST_EPOCH && p.challenge == [0; 32])
+        {
+            let proof: post::proof::Proof =
+                serde_json::from_value(p.proof.clone()).map_err(|_| SmeshingError::InvalidInput {
+                    node_id,
+                    publish_epoch: INITIAL_POST_EPOCH,
+                    reason: "the stored initial PoST does not decode",
+                })?;
+            return Ok(Some(Post::from_proof(&proof)));
+        }
+        let wall = crate::reconcile::now_ms();
+        let request = NewProvingRequest {
+            identity_id: ident.id,
+            publish_epoch: INITIAL_POST_EPOCH,
+            challenge: [0; 32],
+            known_at: wall,
+            deadline: wall.saturating_add(INITIAL_POST_DEADLINE_MS),
+        };
+        self.file_request(node_id, &request).await?;
+        Ok(None)
+    }
+
+    /// Files a proving request (an existing one for the same challenge is kept; one for another
+    /// challenge is a store conflict) and wakes the reconcile loop when it is new. Returns whether
+    /// it is new.
+    async fn file_request(
+        &self,
+        node_id: NodeId,
+        request: &NewProvingRequest,
+    ) -> Result<bool, SmeshingError> {
+        let epoch = request.publish_epoch;
+        let (_, created) = self
+            .store
+            .create_proving_request(request, request.known_at)
+            .await
+            .map_err(SmeshingError::store(node_id, epoch, "file proving request"))?;
+        if created {
+            tracing::info!(%node_id, publish_epoch = epoch, challenge = %hex::encode(request.challenge), "proving requested");
+            self.wake.notify_one();
+        }
+        Ok(created)
+    }
+
+    /// The cycle a previous run of the coordinator left: the earliest stored challenge whose
+    /// publish epoch is neither over nor published, with its recorded PoET registrations.
+    async fn recover(
+        &self,
+        node_id: NodeId,
+        clock: &Clock,
+        previous: Option<&AtxInfo>,
+        now: u64,
+    ) -> Result<Option<Cycle>, SmeshingError> {
+        let current = clock.epoch_at(now).unwrap_or(0);
+        for epoch in current.max(1)..=current.saturating_add(2) {
+            if previous.is_some_and(|p| p.publish_epoch >= epoch) {
+                continue;
+            }
+            let store_err = |step| SmeshingError::store(node_id, epoch, step);
+            let Some(stored) = self
+                .store
+                .prepared_challenge(node_id.as_bytes(), epoch)
+                .await
+                .map_err(store_err("get prepared challenge"))?
+            else {
+                continue;
+            };
+            let Ok(timeline) = clock.timeline_for_publish_epoch(epoch) else {
+                continue;
+            };
+            if timeline.expired(now) {
+                continue;
+            }
+            let invalid = |reason: String| SmeshingError::StoredChallengeInvalid {
+                node_id,
+                publish_epoch: epoch,
+                reason,
+            };
+            let challenge = NIPostChallengeV1::from_bytes(&stored.challenge)
+                .map_err(|e| invalid(format!("it does not decode: {e}")))?;
+            if poet_challenge(&challenge) != stored.challenge_hash {
+                return Err(invalid("it does not hash to its stored challenge hash".into()));
+            }
+            // A challenge over another previous ATX than the node's latest is stale.
+            let prev = match previous {
+                Some(p) if p.id == challenge.prev_atx_id => Some(*p),
+                None if challenge.prev_atx_id == [0; 32] => None,
+                _ => continue,
+            };
+            let registrations = self
+                .store
+                .poet_registrations(node_id.as_bytes(), epoch)
+                .await
+                .map_err(store_err("list PoET registrations"))?
+                .into_iter()
+                .filter_map(|r| match r.outcome {
+                    PoetRegistrationOutcome::Accepted { round, round_end_ms } => {
+                        Some(PoetRegistrationResult {
+                            poet: PoetId(r.poet),
+                            result: Ok(PoetRegistered { round, round_end_ms }),
+                        })
+                    }
+                    PoetRegistrationOutcome::Failed { .. } => None,
+                })
+                .collect();
+            tracing::info!(%node_id, publish_epoch = epoch, "resuming the cycle prepared before the restart");
+            return Ok(Some(Cycle {
+                prepared: PreparedChallenge {
+                    node_id,
+                    timeline,
+                    previous: prev,
+                    challenge,
+                    challenge_hash: stored.challenge_hash,
+                },
+                registrations,
+                best: None,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// Records the identity's state (best effort: the state is for people, the cycle is not
+    /// driven by it).
+    async fn set_state(&self, ident: &Identity, state: IdentityState) {
+        let now = crate::reconcile::now_ms();
+        if let Err(e) = self.store.update_identity_state(ident.id, state, None, now).await {
+            tracing::warn!(identity = %ident.name, error = %e, "could not record the identity's state");
+        }
+    }
+}
+
+/// Whether the identity's data is complete (it may prove).
+fn initialized(state: IdentityState) -> bool {
+    matches!(
+        state,
+        IdentityState::Ready
+            | IdentityState::WaitingForChallenge
+            | IdentityState::K2pow
+            | IdentityState::Proving
+            | IdentityState::ProofVerified
+            | IdentityState::Submitted
+    )
+}
+
+/// A coinbase given as a bech32 address (any network's prefix) or as 48 hex digits.
+pub fn parse_coinbase(s: &str) -> Option<Coinbase> {
+    let s = s.trim();
+    if let Ok((_, data)) = bech32::decode(s) {
+        let bytes = bech32::five_bit_to_bytes(&data).ok()?;
+        return <[u8; 24]>::try_from(bytes.as_slice()).ok();
+    }
+    let bytes = hex::decode(s).ok()?;
+    <[u8; 24]>::try_from(bytes.as_slice()).ok()
+}

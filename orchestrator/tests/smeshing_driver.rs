@@ -1,0 +1,327 @@
+//! The smeshing driver against the embedded devnet with a fake clock: it asks the fleet for the
+//! initial PoST, registers at the cycle's registration time, asks for the PoST over the best PoET
+//! proof once the round ends, and publishes when the publish epoch begins; two cycles in a row.
+//! The "fleet" here answers proving requests from tiny real PoST data (the workers' part is
+//! covered by the fleet and `up` end-to-end tests). A driver dropped and built again (a restart)
+//! picks every step up from the store: no second registration, no second challenge, no second
+//! signature for an epoch.
+
+use std::sync::Arc;
+
+use node_bridge::bridge::NodeBridge;
+use node_bridge::clock::Clock;
+use node_bridge::devnet::Devnet;
+use node_bridge::testkit::{tiny_devnet_config, TinyPost, TINY_PARAMS};
+use node_bridge::vm::wallet_address;
+use orchestrator::keystore::{KdfParams, Keystore};
+use orchestrator::smeshing::{Driver, Step, INITIAL_POST_EPOCH};
+use orchestrator::store::{
+    Identity, IdentityState, IdentityUpdate, NewIdentity, ProvingRequestState, Store, StoredProof,
+};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    store: Store,
+    keystore: Arc<Keystore>,
+    devnet: Arc<Devnet>,
+    clock: Clock,
+    data: TinyPost,
+    identity: Identity,
+}
+
+const UNITS: u32 = 1;
+
+impl Env {
+    async fn new() -> Env {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let keystore = Keystore::create(
+            tmp.path().join("keystore"),
+            "driver test passphrase",
+            KdfParams::new(8, 1, 1).expect("kdf"),
+        )
+        .expect("keystore");
+        let node_id = keystore.generate().expect("identity");
+        let devnet = Devnet::with_pow_verifier(
+            tiny_devnet_config(wallet_address(&[0xfa; 32])),
+            node_bridge::testkit::randomx().clone(),
+        )
+        .expect("devnet");
+        let clock = Clock::new(devnet.clock_params().expect("params")).expect("clock");
+        let golden = devnet.genesis().expect("genesis").golden_atx;
+        let data = TinyPost::new(node_id.to_bytes(), &golden, TINY_PARAMS);
+        let store = Store::connect(&Store::sqlite_url(&tmp.path().join("state.db")))
+            .await
+            .expect("store");
+        let coinbase = wallet_address(&[0xc0; 32]).encode("standalone").expect("address");
+        let new = NewIdentity {
+            name: "driven".into(),
+            node_id: node_id.to_bytes(),
+            num_units: UNITS,
+            labels_per_unit: TINY_PARAMS.labels_per_unit,
+            max_file_size: TINY_PARAMS.labels_per_unit * 16,
+            scrypt_n: u32::try_from(TINY_PARAMS.scrypt_n).expect("n"),
+            commitment_atx_id: Some(golden),
+            coinbase: Some(coinbase),
+        };
+        let identity = store.create_identity(&new, 0).await.expect("identity");
+        Env {
+            _tmp: tmp,
+            store,
+            keystore: Arc::new(keystore),
+            devnet: Arc::new(devnet),
+            clock,
+            data,
+            identity,
+        }
+    }
+
+    fn driver(&self) -> Driver {
+        Driver::new(
+            self.store.clone(),
+            self.keystore.clone(),
+            self.devnet.clone(),
+            Arc::new(Notify::new()),
+        )
+    }
+
+    async fn step(&self, driver: &mut Driver) -> Step {
+        let ident = self.store.get_identity(self.identity.id).await.expect("identity");
+        driver.drive(&ident).await.expect("step")
+    }
+
+    /// The fleet's part: the PoST of the pending request of `epoch`, recorded as verified.
+    async fn prove(&self, epoch: u32) {
+        let req = self
+            .store
+            .get_proving_request(self.identity.id, epoch)
+            .await
+            .expect("request");
+        assert_eq!(req.state, ProvingRequestState::Pending);
+        let post = self.data.prove(&req.challenge, UNITS).to_proof();
+        self.store
+            .record_proof(&StoredProof {
+                identity_id: self.identity.id,
+                publish_epoch: epoch,
+                challenge: req.challenge,
+                proof: serde_json::to_value(&post).expect("json"),
+                nonce: post.nonce,
+                job_id: Uuid::new_v4(),
+                verified_at: 0,
+            })
+            .await
+            .expect("record proof");
+    }
+}
+
+#[tokio::test]
+async fn the_driver_takes_an_identity_through_two_cycles_across_restarts() {
+    let env = Env::new().await;
+    let mut driver = env.driver();
+
+    // Not before its data is complete, nor without a VRF nonce for its initial ATX.
+    assert!(matches!(env.step(&mut driver).await, Step::NotReady(_)));
+    env.store
+        .update_identity_state(env.identity.id, IdentityState::Ready, None, 0)
+        .await
+        .expect("ready");
+
+    // 1. The initial PoST is asked of the fleet, once.
+    assert_eq!(env.step(&mut driver).await, Step::WaitingForInitialPost);
+    assert_eq!(env.step(&mut driver).await, Step::WaitingForInitialPost);
+    let reqs = env
+        .store
+        .list_proving_requests(env.identity.id)
+        .await
+        .expect("requests");
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(
+        (reqs[0].publish_epoch, reqs[0].challenge),
+        (INITIAL_POST_EPOCH, [0; 32])
+    );
+    env.prove(INITIAL_POST_EPOCH).await;
+
+    // 2. Registration waits for its time, then goes to both PoETs.
+    let first = env.clock.builder_timeline(0, None).expect("timeline");
+    assert_eq!(
+        env.step(&mut driver).await,
+        Step::WaitingToRegister {
+            publish_epoch: 1,
+            register_at_ms: first.register_at_ms
+        }
+    );
+    env.devnet.advance(first.register_at_ms).expect("advance");
+    assert_eq!(
+        env.step(&mut driver).await,
+        Step::Registered {
+            publish_epoch: 1,
+            accepted: 2
+        }
+    );
+    let challenge = env
+        .store
+        .prepared_challenge(&env.identity.node_id, 1)
+        .await
+        .expect("challenge")
+        .expect("stored");
+
+    // A restart: the new driver resumes the registered cycle instead of registering again.
+    let mut driver = env.driver();
+    assert_eq!(
+        env.step(&mut driver).await,
+        Step::WaitingForRound {
+            publish_epoch: 1,
+            round_end_ms: first.round_end_ms
+        }
+    );
+
+    // 3. The round ends: the PoST over the best proof is asked of the fleet.
+    env.devnet.advance(first.round_end_ms + 100).expect("advance");
+    assert_eq!(
+        env.step(&mut driver).await,
+        Step::ProvingRequested { publish_epoch: 1 }
+    );
+    assert_eq!(
+        env.step(&mut driver).await,
+        Step::WaitingForProof { publish_epoch: 1 }
+    );
+    env.prove(1).await;
+
+    // 4. Another restart, then the ATX is published in its epoch; without a VRF nonce the
+    //    initial ATX waits.
+    let mut driver = env.driver();
+    env.devnet
+        .advance(first.publish_not_before_ms.max(first.round_end_ms + 200))
+        .expect("advance");
+    assert!(matches!(env.step(&mut driver).await, Step::NotReady(why) if why.contains("VRF")));
+    env.store
+        .update_identity(
+            env.identity.id,
+            &IdentityUpdate {
+                vrf_nonce: Some(env.data.vrf_nonce(UNITS)),
+                ..IdentityUpdate::default()
+            },
+            0,
+        )
+        .await
+        .expect("vrf nonce");
+    let Step::Published {
+        publish_epoch: 1,
+        atx_id,
+        accepted: true,
+        ..
+    } = env.step(&mut driver).await
+    else {
+        panic!("not published");
+    };
+    let atxs = env.devnet.atxs_of(&env.identity.node_id).expect("atxs");
+    assert_eq!(
+        atxs.iter().map(|a| (a.id, a.publish_epoch)).collect::<Vec<_>>(),
+        vec![(atx_id, 1)]
+    );
+    assert_eq!(
+        env.store
+            .get_identity(env.identity.id)
+            .await
+            .expect("identity")
+            .state,
+        IdentityState::Submitted
+    );
+    // The same challenge throughout: the one stored at registration.
+    let records = env
+        .store
+        .list_atx_records(&env.identity.node_id)
+        .await
+        .expect("records");
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        env.store
+            .prepared_challenge(&env.identity.node_id, 1)
+            .await
+            .expect("challenge"),
+        Some(challenge)
+    );
+
+    // 5. The next cycle builds on the ATX: publish epoch 2, previous ATX = the first.
+    let second = env
+        .clock
+        .builder_timeline(first.round_end_ms + 200, Some(1))
+        .expect("timeline");
+    assert_eq!(second.publish_epoch, 2);
+    let mut driver = env.driver();
+    assert!(matches!(
+        env.step(&mut driver).await,
+        Step::WaitingToRegister { publish_epoch: 2, .. }
+    ));
+    env.devnet.advance(second.register_at_ms).expect("advance");
+    assert!(matches!(
+        env.step(&mut driver).await,
+        Step::Registered {
+            publish_epoch: 2,
+            accepted: 2
+        }
+    ));
+    env.devnet.advance(second.round_end_ms + 100).expect("advance");
+    assert_eq!(
+        env.step(&mut driver).await,
+        Step::ProvingRequested { publish_epoch: 2 }
+    );
+    env.prove(2).await;
+    env.devnet
+        .advance(second.publish_not_before_ms.max(second.round_end_ms + 200))
+        .expect("advance");
+    let Step::Published {
+        publish_epoch: 2,
+        accepted: true,
+        ..
+    } = env.step(&mut driver).await
+    else {
+        panic!("second ATX not published");
+    };
+    let atxs = env.devnet.atxs_of(&env.identity.node_id).expect("atxs");
+    assert_eq!(atxs.len(), 2);
+    assert_eq!(atxs[1].sequence, 1);
+    assert_eq!(
+        env.store
+            .list_atx_records(&env.identity.node_id)
+            .await
+            .expect("records")
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_missed_registration_window_moves_to_the_next_round() {
+    let env = Env::new().await;
+    let mut driver = env.driver();
+    env.store
+        .update_identity_state(env.identity.id, IdentityState::Ready, None, 0)
+        .await
+        .expect("ready");
+    assert_eq!(env.step(&mut driver).await, Step::WaitingForInitialPost);
+    env.prove(INITIAL_POST_EPOCH).await;
+    // Late: round 0 has started; the cycle is the next one (publish epoch 2).
+    let first = env.clock.builder_timeline(0, None).expect("timeline");
+    env.devnet
+        .advance(first.registration_deadline_ms + 1)
+        .expect("advance");
+    let next = env
+        .clock
+        .builder_timeline(first.registration_deadline_ms + 1, None)
+        .expect("timeline");
+    assert_eq!(next.publish_epoch, 2);
+    assert!(matches!(
+        env.step(&mut driver).await,
+        Step::WaitingToRegister { publish_epoch: 2, .. }
+    ));
+    env.devnet.advance(next.register_at_ms).expect("advance");
+    assert!(matches!(
+        env.step(&mut driver).await,
+        Step::Registered {
+            publish_epoch: 2,
+            accepted: 2
+        }
+    ));
+}
