@@ -659,6 +659,17 @@ pub async fn complete(
             _ => {}
         }
     }
+    if holds && job.kind == JobKind::Init {
+        if let Some((index, label32)) = check_vrf_candidate(&state, &job, req.result.as_ref()).await? {
+            let kept = state
+                .store()
+                .offer_vrf_candidate(job.identity_id, index, &label32, now_ms())
+                .await?;
+            if kept {
+                tracing::debug!(identity = %job.identity_id, index, "new best VRF nonce");
+            }
+        }
+    }
     record_ranges(&state, &job, worker, req.fencing_token, &req.ranges).await?;
     let now = now_ms();
     let result = req.result.unwrap_or(serde_json::Value::Null);
@@ -876,4 +887,74 @@ pub async fn fail(
         .await;
     state.0.wake.notify_one();
     Ok(ApiJson(crate::api::jobs::JobView::from(&job)))
+}
+
+/// The VRF candidate an init job's result names (`"vrf_nonce": {"index", "label32"}`), checked:
+/// the index lies in the job's range, the label is the identity's label at that index (computed
+/// here), and it is below the VRF threshold. `None` when the result names none. A worker that
+/// reports a wrong one gets a 422 naming `result.vrf_nonce`, and the job stays leased.
+async fn check_vrf_candidate(
+    state: &AppState,
+    job: &Job,
+    result: Option<&serde_json::Value>,
+) -> ApiResult<Option<(u64, [u8; 32])>> {
+    let Some(c) = result.and_then(|r| r.get("vrf_nonce")).filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let field = "result.vrf_nonce";
+    let index = c
+        .get("index")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| ApiError::invalid_field(field, "index must be a label index"))?;
+    let label32: [u8; 32] = c
+        .get("label32")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|s| hex::decode(s).ok())
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+        .ok_or_else(|| ApiError::invalid_field(field, "label32 must be 64 hex digits"))?;
+    let spec: JobSpec = serde_json::from_value(job.payload.clone()).map_err(ApiError::internal)?;
+    let protocol::JobKind::Init { range, .. } = spec.work else {
+        return Ok(None);
+    };
+    if index < range.start || index >= range.end {
+        return Err(ApiError::invalid_field(
+            field,
+            format!(
+                "index {index} is outside the job's range [{}, {})",
+                range.start, range.end
+            ),
+        ));
+    }
+    let identity = state.store().get_identity(job.identity_id).await?;
+    let Some(commitment_atx) = identity.commitment_atx_id else {
+        return Err(ApiError::internal(
+            "an init job of an identity without a commitment ATX",
+        ));
+    };
+    let num_labels = u64::from(identity.num_units).saturating_mul(identity.labels_per_unit);
+    let n = identity.scrypt_n as usize;
+    let node_id = identity.node_id;
+    let (actual, threshold) = tokio::task::spawn_blocking(move || {
+        let commitment = post::scrypt::commitment(&node_id, &commitment_atx);
+        (
+            post::scrypt::label32(&commitment, index, n),
+            post::difficulty::vrf_difficulty(num_labels),
+        )
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    let threshold = threshold.map_err(ApiError::internal)?;
+    if actual != label32 {
+        return Err(ApiError::invalid_field(
+            field,
+            format!("label32 is not the identity's label {index}"),
+        ));
+    }
+    if label32 >= threshold {
+        return Err(ApiError::invalid_field(
+            field,
+            format!("label {index} is not below the VRF threshold"),
+        ));
+    }
+    Ok(Some((index, label32)))
 }

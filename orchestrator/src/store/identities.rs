@@ -219,6 +219,41 @@ impl Store {
         Ok(identity)
     }
 
+    /// Offers a VRF candidate found by an init job (already checked: `label32` is the label at
+    /// `index`, below the VRF threshold). Kept when it beats the stored one: the smaller label,
+    /// the lower index on a tie; a nonce imported without its label is never replaced. One
+    /// conditional update, so concurrent offers of several jobs keep the best. Returns whether it
+    /// was kept.
+    pub async fn offer_vrf_candidate(
+        &self,
+        id: Uuid,
+        index: u64,
+        label32: &[u8; 32],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let op = "offer VRF candidate";
+        let label = hex::encode(label32);
+        let index = to_i64("vrf_nonce", index)?;
+        let done = sqlx::query(
+            "UPDATE identities SET vrf_nonce = $2, vrf_label = $3, updated_at = $4 WHERE id = $1 AND \
+             ((vrf_nonce IS NULL AND vrf_label IS NULL) OR vrf_label > $3 \
+              OR (vrf_label = $3 AND vrf_nonce > $2))",
+        )
+        .bind(id.to_string())
+        .bind(index)
+        .bind(&label)
+        .bind(now)
+        .execute(self.writer())
+        .await
+        .map_err(StoreError::map(op))?;
+        if done.rows_affected() > 0 {
+            return Ok(true);
+        }
+        // Not kept: say why an unknown identity was not.
+        self.get_identity(id).await?;
+        Ok(false)
+    }
+
     /// Deletes an identity with its file placements, init progress and finished jobs. Refused
     /// (`InvalidTransition`) while it has queued or leased jobs. Its safety records stay.
     pub async fn delete_identity(&self, id: Uuid) -> Result<(), StoreError> {
