@@ -42,6 +42,11 @@ pub struct IdentityView {
     pub labels_total: u64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// ATXs the node holds of this identity; 0 without a node.
+    pub atxs_published: u64,
+    /// Rewards the identity earned (paid to its coinbase) in the layers the node keeps, smidge;
+    /// 0 without a node or a coinbase.
+    pub rewards_total: u64,
 }
 
 impl From<&Identity> for IdentityView {
@@ -61,7 +66,27 @@ impl From<&Identity> for IdentityView {
             labels_total: u64::from(i.num_units).saturating_mul(i.labels_per_unit),
             created_at: i.created_at,
             updated_at: i.updated_at,
+            atxs_published: 0,
+            rewards_total: 0,
         }
+    }
+}
+
+/// Fills `atxs_published` and `rewards_total` from the node (zeros without one).
+async fn with_node_stats(state: &AppState, views: &mut [IdentityView]) {
+    let keys = views
+        .iter()
+        .map(|v| {
+            let mut id = [0u8; 32];
+            // The view's node id is the store's 32 bytes, hex-encoded: this cannot fail.
+            let _ = hex::decode_to_slice(&v.node_id, &mut id);
+            (id, v.coinbase.clone())
+        })
+        .collect();
+    let stats = super::node::identities_node_stats(state, keys).await;
+    for (v, (atxs, rewards)) in views.iter_mut().zip(stats) {
+        v.atxs_published = atxs;
+        v.rewards_total = rewards;
     }
 }
 
@@ -316,7 +341,9 @@ async fn record(state: &AppState, node_id: NodeId, new: NewIdentity) -> ApiResul
 pub async fn list(State(state): State<AppState>, p: Principal) -> ApiResult<ApiJson<Vec<IdentityView>>> {
     p.require(Role::Viewer)?;
     let all = state.store().list_identities().await?;
-    Ok(ApiJson(all.iter().map(IdentityView::from).collect()))
+    let mut views: Vec<IdentityView> = all.iter().map(IdentityView::from).collect();
+    with_node_stats(&state, &mut views).await;
+    Ok(ApiJson(views))
 }
 
 #[utoipa::path(post, path = "/api/v1/identities", tag = "identities", request_body = CreateIdentity,
@@ -512,6 +539,7 @@ pub async fn import(
         }
         out.push(IdentityView::from(&identity));
     }
+    with_node_stats(&state, &mut out).await;
     Ok((StatusCode::CREATED, ApiJson(out)))
 }
 
@@ -539,8 +567,11 @@ pub async fn get(
         };
         live += store.list_jobs(&f).await?.len() as u64;
     }
+    let mut view = [IdentityView::from(&identity)];
+    with_node_stats(&state, &mut view).await;
+    let [view] = view;
     Ok(ApiJson(IdentityDetail {
-        identity: IdentityView::from(&identity),
+        identity: view,
         labels_done,
         files: files.iter().map(FileView::from).collect(),
         live_jobs: live,

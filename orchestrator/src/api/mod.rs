@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod identities;
 pub mod jobs;
+pub mod node;
 pub mod openapi;
 pub mod proving;
 mod state;
@@ -54,6 +55,17 @@ pub fn router(state: AppState) -> Router {
             get(proving::proving_requests),
         )
         .route("/api/v1/identities/{id}/verify", post(proving::verify))
+        .route("/api/v1/node", get(node::info))
+        .route("/api/v1/node/poets", get(node::poets))
+        .route("/api/v1/node/poets/{poet}/rounds/{round}", get(node::poet_round))
+        .route("/api/v1/node/atxs", get(node::atxs))
+        .route("/api/v1/node/eligibility", get(node::eligibility))
+        .route("/api/v1/node/rewards", get(node::rewards))
+        .route("/api/v1/node/layers/{layer}/rewards", get(node::layer_rewards))
+        .route("/api/v1/node/accounts/{address}", get(node::account))
+        .route("/api/v1/node/transactions", post(node::submit_tx))
+        .route("/api/v1/node/transactions/{id}", get(node::tx_status))
+        .route("/api/v1/node/malfeasance/{smesher}", get(node::malfeasance))
         .route("/api/v1/workers", get(workers::list))
         .route(
             "/api/v1/workers/join-tokens",

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{events, identities, jobs, proving, system, worker_api, workers};
+use super::{events, identities, jobs, node, proving, system, worker_api, workers};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -27,12 +27,18 @@ use super::{events, identities, jobs, proving, system, worker_api, workers};
         events::stream, events::history,
         worker_api::enroll, worker_api::heartbeat, worker_api::lease, worker_api::progress,
         worker_api::complete, worker_api::fail, worker_api::stream_authorize,
+        node::info, node::poets, node::poet_round, node::atxs, node::eligibility, node::rewards,
+        node::layer_rewards, node::account, node::submit_tx, node::tx_status, node::malfeasance,
     ),
     components(schemas(super::error::ErrorBody, super::error::ErrorDetail, super::auth::Role,
         proving::ChallengeRequest, proving::ProvingRequestView, proving::ProofView,
         proving::VerifyQueued,
         protocol::ProofParams, protocol::ProofData, protocol::GroupPow, protocol::K2powResult,
-        protocol::ProveResult, protocol::ProofMeta, protocol::VerifyResult)),
+        protocol::ProveResult, protocol::ProofMeta, protocol::VerifyResult,
+        node::NodeView, node::PoetView, node::PoetRoundView, node::AtxView, node::EligibleLayer,
+        node::EligibilityView, node::RewardView, node::CoinbaseRewardsView, node::LayerRewardsView,
+        node::AccountView, node::SubmitTx, node::TxSubmitted, node::TxReasonView, node::TxView,
+        node::MalfeasanceView)),
     modifiers(&BearerAuth),
     tags(
         (name = "identities", description = "Identities and their keys"),
@@ -42,6 +48,7 @@ use super::{events, identities, jobs, proving, system, worker_api, workers};
         (name = "events", description = "State changes"),
         (name = "plan", description = "The scheduler's plan"),
         (name = "tokens", description = "API tokens"),
+        (name = "node", description = "The node the coordinator smeshes against (503 `no_node` without one)"),
         (name = "system", description = "Health, metrics, this document"),
     )
 )]
