@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use node_bridge::bridge::NodeBridge;
 use tokio::sync::{watch, RwLock};
 
 use crate::api::{self, ApiConfig, AppState};
@@ -16,6 +17,7 @@ use crate::liveness::Liveness;
 use crate::metrics::Metrics;
 use crate::reconcile::{self, ReconcileConfig, ReconcileInputs};
 use crate::secrets::{self, Origin, Secret, SecretSpec};
+use crate::smeshing::{Driver, Step};
 use crate::store::Store;
 
 /// File names inside the data directory.
@@ -38,7 +40,29 @@ pub struct CoordinatorOptions {
     pub kdf: KdfParams,
     pub api: ApiConfig,
     pub reconcile: ReconcileConfig,
+    /// The node to smesh against: its state is served under `/api/v1/node` and the smeshing
+    /// driver takes every initialized identity through the ATX cycle. `None`: the coordinator
+    /// initializes and proves on request only.
+    pub node: Option<NodeAttachment>,
 }
+
+/// A node for the coordinator, and how often the smeshing driver looks at the identities.
+#[derive(Clone)]
+pub struct NodeAttachment {
+    pub bridge: Arc<dyn NodeBridge>,
+    pub every: std::time::Duration,
+}
+
+impl std::fmt::Debug for NodeAttachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeAttachment")
+            .field("every", &self.every)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The latest smeshing step of every identity, by identity id.
+pub type SmeshingStatus = Arc<std::sync::Mutex<std::collections::HashMap<uuid::Uuid, Step>>>;
 
 /// The secrets, resolved: from the environment, a named file, or generated once into the data
 /// directory (0600). Prints where a generated one was written; never the secret.
@@ -100,6 +124,8 @@ fn prepare_data_dir(dir: &Path) -> Result<()> {
 pub struct Running {
     pub addr: SocketAddr,
     pub state: AppState,
+    /// The smeshing driver's view, when a node is attached.
+    pub smeshing: Option<SmeshingStatus>,
 }
 
 /// Runs the coordinator until `shutdown` completes. `on_ready` is called once it listens.
@@ -123,9 +149,10 @@ pub async fn run_coordinator(
             .context("opening the keystore")?
             .context("opening the keystore")?;
     let metrics = Arc::new(Metrics::new());
+    let keystore = Arc::new(keystore);
     let state = AppState::new(
         store.clone(),
-        Arc::new(keystore),
+        keystore.clone(),
         metrics.clone(),
         admin_token.expose(),
         opts.api.clone(),
@@ -151,11 +178,28 @@ pub async fn run_coordinator(
         }
         .run(stop_rx.clone()),
     );
-    let flusher = tokio::spawn(flush_heartbeats(store.clone(), state.liveness(), stop_rx));
+    let flusher = tokio::spawn(flush_heartbeats(store.clone(), state.liveness(), stop_rx.clone()));
+    let mut smeshing = None;
+    let driver = match &opts.node {
+        None => None,
+        Some(node) => {
+            state.set_node(node.bridge.clone());
+            let driver = Driver::new(
+                store.clone(),
+                keystore.clone(),
+                node.bridge.clone(),
+                state.wake_handle(),
+            );
+            smeshing = Some(driver.status_handle());
+            Some(tokio::spawn(driver.run(node.every, stop_rx)))
+        }
+    };
+    drop(keystore);
 
     on_ready(&Running {
         addr,
         state: state.clone(),
+        smeshing,
     });
     let app = api::router(state.clone());
     let mut http_stop = stop_tx.subscribe();
@@ -174,6 +218,11 @@ pub async fn run_coordinator(
     }
     if let Err(e) = flusher.await {
         tracing::error!(error = %e, "the heartbeat writer ended abnormally");
+    }
+    if let Some(driver) = driver {
+        if let Err(e) = driver.await {
+            tracing::error!(error = %e, "the smeshing driver ended abnormally");
+        }
     }
     drop(state);
     store.close().await;

@@ -68,6 +68,27 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// Points the enrollment saved in `data_dir` at `coordinator`, the new address of the same
+/// coordinator (`smeshfleet up` started on another `--listen`: its worker and coordinator share a
+/// data directory, so they are the same pair). Returns whether it changed anything; no saved
+/// enrollment is not an error.
+pub fn readdress_enrollment(data_dir: &Path, coordinator: &str) -> Result<bool> {
+    let e_path = data_dir.join(ENROLLMENT_FILE);
+    let bytes = match std::fs::read(&e_path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {}", e_path.display()))),
+    };
+    let mut e: Enrollment =
+        serde_json::from_slice(&bytes).with_context(|| format!("reading {}", e_path.display()))?;
+    if e.coordinator == coordinator {
+        return Ok(false);
+    }
+    e.coordinator = coordinator.to_owned();
+    write_private(&e_path, &serde_json::to_string(&e)?)?;
+    Ok(true)
+}
+
 /// Loads the saved enrollment, or enrolls with the join token and saves it.
 async fn enrollment(opts: &AgentOptions, client: &mut Client) -> Result<Uuid> {
     std::fs::create_dir_all(&opts.data_dir)

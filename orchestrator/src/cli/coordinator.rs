@@ -87,6 +87,7 @@ pub fn run(args: CoordinatorArgs) -> Result<ExitCode, CliError> {
         kdf: KdfParams::production(),
         api,
         reconcile,
+        node: None,
     };
     // At least four runtime threads, even on a 2-core machine: a reconcile pass decodes large
     // query results between its awaits, and a request must not wait behind it for a free thread

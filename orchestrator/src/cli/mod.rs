@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 pub mod coordinator;
 pub mod post;
 mod progress;
+pub mod up;
 pub mod worker;
 
 /// smeshfleet: a self-hosted orchestrator for large Spacemesh smeshers.
@@ -23,6 +24,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The whole smeshing loop on this machine: an embedded devnet node, the coordinator and a
+    /// local worker; identities are initialized, register with the PoETs, prove, publish ATXs
+    /// and earn rewards.
+    Up(up::UpArgs),
     /// PoST data: initialize, prove, verify, check, benchmark (postcli-compatible data).
     #[command(subcommand)]
     Post(post::PostCommand),
@@ -50,6 +55,7 @@ pub fn init_tracing(verbose: u8) {
 
 pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
+        Command::Up(args) => up::run(args),
         Command::Post(cmd) => post::run(cmd),
         Command::Coordinator(args) => coordinator::run(args),
         Command::Worker(args) => worker::run(args),

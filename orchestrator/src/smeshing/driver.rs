@@ -692,3 +692,25 @@ pub fn parse_coinbase(s: &str) -> Option<Coinbase> {
     let bytes = hex::decode(s).ok()?;
     <[u8; 24]>::try_from(bytes.as_slice()).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use node_bridge::vm::wallet_address;
+
+    #[test]
+    fn a_coinbase_is_read_in_any_network_prefix_or_hex() {
+        let a = wallet_address(&[7; 32]);
+        for hrp in ["sm", "stest", "standalone"] {
+            assert_eq!(
+                parse_coinbase(&a.encode(hrp).expect("encode")),
+                Some(a.0),
+                "{hrp}"
+            );
+        }
+        assert_eq!(parse_coinbase(&a.to_hex()), Some(a.0));
+        assert_eq!(parse_coinbase("sm1notanaddress"), None);
+        assert_eq!(parse_coinbase("abcd"), None);
+        assert_eq!(parse_coinbase(""), None);
+    }
+}
