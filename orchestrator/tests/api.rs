@@ -2,6 +2,10 @@
 //! identity, worker and job routes, the worker protocol with fencing, SSE, metrics and the
 //! checked-in OpenAPI document. A real SQLite store and a real keystore sit behind the router.
 
+#[path = "support/router.rs"]
+mod router;
+use router::Resp;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,35 +65,13 @@ async fn env() -> Env {
     }
 }
 
-struct Resp {
-    status: StatusCode,
-    body: Value,
-    text: String,
-}
-
 impl Env {
     async fn raw(&self, req: Request<Body>) -> Resp {
-        let resp = self.app.clone().oneshot(req).await.expect("infallible");
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Resp { status, body, text }
+        router::send(&self.app, req).await
     }
 
     async fn call(&self, method: Method, uri: &str, token: Option<&str>, body: Option<Value>) -> Resp {
-        let mut b = Request::builder().method(method).uri(uri);
-        if let Some(t) = token {
-            b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        let req = match body {
-            Some(v) => b
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(v.to_string())),
-            None => b.body(Body::empty()),
-        }
-        .expect("request");
-        self.raw(req).await
+        router::call(&self.app, method, uri, token, body).await
     }
 
     async fn send_text(&self, method: Method, uri: &str, token: &str, text: String) -> Resp {

@@ -4,6 +4,10 @@
 //! devices off from the coordinator, a proof that does not verify (rejected, nothing stored),
 //! and a proving request whose deadline passes (failed, with its reason and an event).
 
+#[path = "support/router.rs"]
+mod router;
+use router::Resp;
+
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -75,31 +79,9 @@ async fn env() -> Env {
     }
 }
 
-struct Resp {
-    status: StatusCode,
-    body: Value,
-    text: String,
-}
-
 impl Env {
     async fn call(&self, method: Method, uri: &str, token: Option<&str>, body: Option<Value>) -> Resp {
-        let mut b = Request::builder().method(method).uri(uri);
-        if let Some(t) = token {
-            b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        let req = match body {
-            Some(v) => b
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(v.to_string())),
-            None => b.body(Body::empty()),
-        }
-        .expect("request");
-        let resp = self.app.clone().oneshot(req).await.expect("infallible");
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Resp { status, body, text }
+        router::call(&self.app, method, uri, token, body).await
     }
 
     async fn token(&self, role: &str) -> String {

@@ -3,14 +3,15 @@
 //! naming its parameter, a funded account, transactions, and the identity view's
 //! `atxs_published` / `rewards_total` before and after an ATX published end to end.
 
+#[path = "support/router.rs"]
+mod router;
+use router::Resp;
+
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{header, Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::Router;
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 use node_bridge::atx::validate::ZERO_CHALLENGE;
 use node_bridge::bridge::{AtxSubmission, NodeBridge};
@@ -40,12 +41,6 @@ struct Env {
     keystore: Arc<Keystore>,
     devnet: Option<Arc<Devnet>>,
     _dir: tempfile::TempDir,
-}
-
-struct Resp {
-    status: StatusCode,
-    body: Value,
-    text: String,
 }
 
 async fn env(with_node: bool) -> Env {
@@ -94,23 +89,7 @@ impl Env {
     }
 
     async fn call(&self, method: Method, uri: &str, token: Option<&str>, body: Option<Value>) -> Resp {
-        let mut b = Request::builder().method(method).uri(uri);
-        if let Some(t) = token {
-            b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        let req = match body {
-            Some(v) => b
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(v.to_string())),
-            None => b.body(Body::empty()),
-        }
-        .expect("request");
-        let resp = self.app.clone().oneshot(req).await.expect("infallible");
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Resp { status, body, text }
+        router::call(&self.app, method, uri, token, body).await
     }
 
     async fn get(&self, uri: &str, token: &str) -> Resp {

@@ -133,19 +133,6 @@ impl TryFrom<&StoredProof> for ProofView {
     }
 }
 
-/// Whether the identity's data is complete (init done), whatever epoch it is in.
-fn initialized(i: &Identity) -> bool {
-    matches!(
-        i.state,
-        IdentityState::Ready
-            | IdentityState::WaitingForChallenge
-            | IdentityState::K2pow
-            | IdentityState::Proving
-            | IdentityState::ProofVerified
-            | IdentityState::Submitted
-    )
-}
-
 fn parse_hex32(field: &str, s: &str) -> ApiResult<[u8; 32]> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(s, &mut out).map_err(|_| ApiError::invalid_field(field, "must be 64 hex digits"))?;
@@ -175,7 +162,7 @@ pub async fn challenge(
         None => now.saturating_add(DEFAULT_DEADLINE_MS),
     };
     let identity = state.store().get_identity(id).await?;
-    if !initialized(&identity) || identity.commitment_atx_id.is_none() {
+    if !identity.state.is_initialized() || identity.commitment_atx_id.is_none() {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "identity_not_ready",

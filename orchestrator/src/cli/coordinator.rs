@@ -89,22 +89,27 @@ pub fn run(args: CoordinatorArgs) -> Result<ExitCode, CliError> {
         reconcile,
         node: None,
     };
-    // At least four runtime threads, even on a 2-core machine: a reconcile pass decodes large
-    // query results between its awaits, and a request must not wait behind it for a free thread
-    // (the kernel time-slices the threads instead; heartbeats then keep their latency).
-    let threads = std::thread::available_parallelism().map_or(4, |n| n.get().max(4));
-    crate::reconcile::limit_malloc_arenas();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-        .map_err(|e| CliError::runtime(false, e))?;
+    let rt = runtime()?;
     rt.block_on(service::run_coordinator(opts, shutdown_signal(), |r| {
         println!("smeshfleet coordinator listening on http://{}", r.addr);
     }))
     .map_err(|e| CliError::runtime(false, e))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The coordinator's runtime: at least four threads, even on a 2-core machine (a reconcile pass
+/// decodes large query results between its awaits, and a request must not wait behind it for a
+/// free thread; the kernel time-slices the threads instead, and heartbeats keep their latency),
+/// with glibc's malloc arenas capped.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    let threads = std::thread::available_parallelism().map_or(4, |n| n.get().max(4));
+    crate::reconcile::limit_malloc_arenas();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+        .map_err(|e| CliError::runtime(false, e))
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -92,14 +92,7 @@ pub fn run(args: UpArgs) -> Result<ExitCode, CliError> {
     let faucet = wallet_address(blake3::hash(b"smeshfleet devnet faucet").as_bytes());
     let config = DevnetConfig::devnet(genesis_ms, faucet);
 
-    crate::reconcile::limit_malloc_arenas();
-    let threads = std::thread::available_parallelism().map_or(4, |n| n.get().max(4));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-        .map_err(|e| CliError::runtime(false, e))?;
+    let rt = super::coordinator::runtime()?;
     rt.block_on(up(args, config, coinbase, gpus))
         .map_err(|e| CliError::runtime(false, e))?;
     Ok(ExitCode::SUCCESS)

@@ -252,7 +252,7 @@ impl Driver {
     /// The next due step of one identity.
     pub async fn drive(&mut self, ident: &Identity) -> Result<Step, SmeshingError> {
         let node_id = NodeId::from_bytes(ident.node_id);
-        if !initialized(ident.state) {
+        if !ident.state.is_initialized() {
             return Ok(Step::NotReady(format!("{}", ident.state)));
         }
         let Some(commitment_atx) = ident.commitment_atx_id else {
@@ -667,19 +667,6 @@ impl Driver {
             tracing::warn!(identity = %ident.name, error = %e, "could not record the identity's state");
         }
     }
-}
-
-/// Whether the identity's data is complete (it may prove).
-fn initialized(state: IdentityState) -> bool {
-    matches!(
-        state,
-        IdentityState::Ready
-            | IdentityState::WaitingForChallenge
-            | IdentityState::K2pow
-            | IdentityState::Proving
-            | IdentityState::ProofVerified
-            | IdentityState::Submitted
-    )
 }
 
 /// A coinbase given as a bech32 address (any network's prefix) or as 48 hex digits.

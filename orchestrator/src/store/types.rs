@@ -127,6 +127,22 @@ impl JobState {
     }
 }
 
+impl IdentityState {
+    /// Whether the identity's data is complete (init done), whatever epoch it is in: it may
+    /// prove.
+    pub fn is_initialized(self) -> bool {
+        matches!(
+            self,
+            IdentityState::Ready
+                | IdentityState::WaitingForChallenge
+                | IdentityState::K2pow
+                | IdentityState::Proving
+                | IdentityState::ProofVerified
+                | IdentityState::Submitted
+        )
+    }
+}
+
 /// A new identity. The store assigns the id and the `created` state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewIdentity {
