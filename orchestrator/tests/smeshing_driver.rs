@@ -325,3 +325,104 @@ async fn a_missed_registration_window_moves_to_the_next_round() {
         }
     ));
 }
+
+#[tokio::test]
+async fn a_stored_challenge_the_node_cannot_use_skips_its_epoch_only() {
+    use node_bridge::atx::{poet_challenge, NIPostChallengeV1, Scale};
+    let env = Env::new().await;
+    let mut driver = env.driver();
+    env.store
+        .update_identity_state(env.identity.id, IdentityState::Ready, None, 0)
+        .await
+        .expect("ready");
+    assert_eq!(env.step(&mut driver).await, Step::WaitingForInitialPost);
+    env.prove(INITIAL_POST_EPOCH).await;
+    // A challenge stored earlier for epoch 1 over a previous ATX this node never saw.
+    let golden = env.devnet.genesis().expect("genesis").golden_atx;
+    let stale = NIPostChallengeV1 {
+        publish_epoch: 1,
+        sequence: 4,
+        prev_atx_id: [9; 32],
+        positioning_atx_id: golden,
+        commitment_atx_id: None,
+        initial_post: None,
+    };
+    env.store
+        .save_prepared_challenge(
+            &env.identity.node_id,
+            1,
+            &stale.to_bytes(),
+            &poet_challenge(&stale),
+            0,
+        )
+        .await
+        .expect("store");
+    let first = env.clock.builder_timeline(0, None).expect("timeline");
+    env.devnet.advance(first.register_at_ms).expect("advance");
+    // Epoch 1 is skipped (no other challenge is built for it), every pass, without an error.
+    for _ in 0..2 {
+        assert!(matches!(
+            env.step(&mut driver).await,
+            Step::Abandoned { publish_epoch: 1, reason } if reason.contains("previous ATX")
+        ));
+    }
+    assert_eq!(
+        env.store
+            .poet_registrations(&env.identity.node_id, 1)
+            .await
+            .expect("registrations")
+            .len(),
+        0
+    );
+    // The next cycle starts fresh.
+    let next = env
+        .clock
+        .builder_timeline(first.registration_deadline_ms, None)
+        .expect("timeline");
+    assert_eq!(next.publish_epoch, 2);
+    env.devnet.advance(next.register_at_ms).expect("advance");
+    assert!(matches!(
+        env.step(&mut driver).await,
+        Step::Registered {
+            publish_epoch: 2,
+            accepted: 2
+        }
+    ));
+}
+
+/// A pass looks again at an identity waiting for a known instant only once it has come.
+#[tokio::test]
+async fn a_pass_skips_identities_until_their_next_instant() {
+    let env = Env::new().await;
+    let mut driver = env.driver();
+    env.store
+        .update_identity_state(env.identity.id, IdentityState::Ready, None, 0)
+        .await
+        .expect("ready");
+    let id = env.identity.id;
+    let step_of = |v: Vec<(Uuid, Step)>| v.into_iter().find(|(i, _)| *i == id).map(|(_, s)| s);
+    assert_eq!(
+        step_of(driver.pass().await.expect("pass")),
+        Some(Step::WaitingForInitialPost)
+    );
+    env.prove(INITIAL_POST_EPOCH).await;
+    let first = env.clock.builder_timeline(0, None).expect("timeline");
+    let waiting = Step::WaitingToRegister {
+        publish_epoch: 1,
+        register_at_ms: first.register_at_ms,
+    };
+    assert_eq!(step_of(driver.pass().await.expect("pass")), Some(waiting.clone()));
+    // Something the driver would act on changes: not looked at before the registration time...
+    env.store
+        .update_identity_state(id, IdentityState::Initializing, None, 0)
+        .await
+        .expect("state");
+    env.devnet.advance(first.register_at_ms - 1).expect("advance");
+    assert_eq!(step_of(driver.pass().await.expect("pass")), Some(waiting));
+    // ... and at it.
+    env.devnet.advance(first.register_at_ms).expect("advance");
+    assert!(matches!(
+        step_of(driver.pass().await.expect("pass")),
+        Some(Step::NotReady(_))
+    ));
+}

@@ -48,7 +48,7 @@ pub struct UpArgs {
     /// Space units per identity (the devnet's unit is 1,024 labels).
     #[arg(long, default_value_t = 1)]
     pub units: u32,
-    /// Address to serve the API and dashboard on.
+    /// Address to serve the API (and, once it exists, the dashboard) on.
     #[arg(long, env = "SMESHFLEET_LISTEN", default_value = "127.0.0.1:7777")]
     pub listen: SocketAddr,
     /// GPUs the local worker may use: all, none, or indices like 0,2.
@@ -179,7 +179,15 @@ async fn up(
             };
         }
     };
-    println!("smeshfleet is up: API and dashboard on http://{addr} (the admin token is in the data directory or SMESHFLEET_ADMIN_TOKEN)");
+    let token_from = if std::env::var_os("SMESHFLEET_ADMIN_TOKEN").is_some() {
+        "$SMESHFLEET_ADMIN_TOKEN".to_owned()
+    } else {
+        args.data_dir
+            .join(service::ADMIN_TOKEN_FILE)
+            .display()
+            .to_string()
+    };
+    println!("smeshfleet is up: API on http://{addr} (admin token: {token_from})");
     let coinbase_text = coinbase
         .encode(DEVNET_HRP)
         .map_err(|e| anyhow::anyhow!("encoding the coinbase: {e}"))?;

@@ -182,6 +182,9 @@ pub struct Driver {
     /// Woken when a proving request is filed (the reconcile loop plans its jobs at once).
     wake: Arc<Notify>,
     cycles: HashMap<Uuid, Cycle>,
+    /// Identities waiting for a known instant (node time): not looked at again before it, so a
+    /// pass over a large fleet costs only the identities with something to do.
+    due: HashMap<Uuid, u64>,
     /// The latest step of each identity, for the terminal and the dashboard.
     status: Arc<Mutex<HashMap<Uuid, Step>>>,
 }
@@ -194,6 +197,7 @@ impl Driver {
             node,
             wake,
             cycles: HashMap::new(),
+            due: HashMap::new(),
             status: Arc::default(),
         }
     }
@@ -227,10 +231,31 @@ impl Driver {
     /// logged and retried next pass).
     pub async fn pass(&mut self) -> Result<Vec<(Uuid, Step)>, StoreError> {
         let identities = self.store.list_identities().await?;
+        let now = self.node.now().map_or(0, |t| t.now_ms);
         let mut out = Vec::with_capacity(identities.len());
-        for ident in identities {
-            match self.drive(&ident).await {
+        for ident in &identities {
+            if self.due.get(&ident.id).is_some_and(|&t| now < t) {
+                let cached = self
+                    .status
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&ident.id)
+                    .cloned();
+                if let Some(step) = cached {
+                    out.push((ident.id, step));
+                    continue;
+                }
+            }
+            match self.drive(ident).await {
                 Ok(step) => {
+                    match step {
+                        Step::WaitingToRegister {
+                            register_at_ms: t, ..
+                        }
+                        | Step::WaitingForRound { round_end_ms: t, .. }
+                        | Step::WaitingToPublish { not_before_ms: t, .. } => self.due.insert(ident.id, t),
+                        _ => self.due.remove(&ident.id),
+                    };
                     let changed = {
                         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
                         status.insert(ident.id, step.clone()).as_ref() != Some(&step)
@@ -245,7 +270,9 @@ impl Driver {
                 }
             }
         }
-        self.cycles.retain(|id, _| out.iter().any(|(i, _)| i == id));
+        let present: std::collections::HashSet<Uuid> = identities.iter().map(|i| i.id).collect();
+        self.cycles.retain(|id, _| present.contains(id));
+        self.due.retain(|id, _| present.contains(id));
         Ok(out)
     }
 
@@ -311,7 +338,19 @@ impl Driver {
                 commitment_atx,
                 initial_post,
             };
-            let prepared = prepare_challenge_durable(node.as_ref(), &self.store, &params, now).await?;
+            let prepared = match prepare_challenge_durable(node.as_ref(), &self.store, &params, now).await {
+                Ok(p) => p,
+                // The epoch's stored challenge no longer fits the node (it names a previous ATX
+                // the node does not have: a devnet chain that started again, say). A challenge is
+                // never built twice for an epoch: this one is skipped, the next cycle starts fresh.
+                Err(e @ SmeshingError::StoredChallengeInvalid { publish_epoch, .. }) => {
+                    return Ok(Step::Abandoned {
+                        publish_epoch,
+                        reason: e.to_string(),
+                    });
+                }
+                Err(e) => return Err(e),
+            };
             self.cycles.insert(
                 ident.id,
                 Cycle {
