@@ -171,6 +171,41 @@ fn leased(kind: &str, identity: &IdentityParams, spec: JobSpec) -> LeasedJob {
     }
 }
 
+/// The test rig's disk `d0`, mounted at `<tmp>/disk0`.
+fn disk0(tmp: &Path) -> DiskInfo {
+    DiskInfo {
+        id: "d0".into(),
+        mount: tmp.join("disk0").display().to_string(),
+        physical_device: "/dev/sda".into(),
+        filesystem: "ext4".into(),
+        capacity_bytes: 1 << 40,
+        free_bytes: 1 << 30,
+        read_mb_s: 0.0,
+        write_mb_s: 0.0,
+    }
+}
+
+/// An agent named `rig` for the fake coordinator at `addr`, keeping its state in `<tmp>/state`,
+/// reporting every 100 ms.
+fn agent_options(
+    addr: std::net::SocketAddr,
+    tmp: &Path,
+    cpu_threads: usize,
+    capabilities: Capabilities,
+) -> AgentOptions {
+    AgentOptions {
+        coordinator: format!("http://{addr}"),
+        join_token: Some("join".into()),
+        data_dir: tmp.join("state"),
+        name: "rig".into(),
+        cpu_threads,
+        capabilities,
+        heartbeat_interval: Duration::from_millis(100),
+        lease_poll: Duration::from_millis(100),
+        progress_interval: Duration::from_millis(100),
+    }
+}
+
 async fn wait_for(fake: &Shared, what: &str, cond: impl Fn(&Fake) -> bool) {
     for _ in 0..600 {
         if cond(&fake.lock().expect("lock")) {
@@ -188,17 +223,7 @@ async fn wait_for(fake: &Shared, what: &str, cond: impl Fn(&Fake) -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leases_when_unpaused_and_completes_k2pow_verify_and_prove() {
     let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
-    let mount = tmp.path().join("disk0");
-    let disk = DiskInfo {
-        id: "d0".into(),
-        mount: mount.display().to_string(),
-        physical_device: "/dev/sda".into(),
-        filesystem: "ext4".into(),
-        capacity_bytes: 1 << 40,
-        free_bytes: 1 << 30,
-        read_mb_s: 0.0,
-        write_mb_s: 0.0,
-    };
+    let disk = disk0(tmp.path());
     let identity = IdentityParams {
         identity_id: Uuid::new_v4(),
         node_id: hex::encode([0x61; 32]),
@@ -293,17 +318,7 @@ async fn leases_when_unpaused_and_completes_k2pow_verify_and_prove() {
         disks: vec![disk.clone()],
         ..Capabilities::default()
     };
-    let agent_opts = AgentOptions {
-        coordinator: format!("http://{addr}"),
-        join_token: Some("join".into()),
-        data_dir: tmp.path().join("state"),
-        name: "rig".into(),
-        cpu_threads: 2,
-        capabilities: caps,
-        heartbeat_interval: Duration::from_millis(100),
-        lease_poll: Duration::from_millis(100),
-        progress_interval: Duration::from_millis(100),
-    };
+    let agent_opts = agent_options(addr, tmp.path(), 2, caps);
     let exec = ExecConfig {
         proof: proof_cfg,
         randomx_mode: RandomXMode::Light,
@@ -424,18 +439,8 @@ async fn a_long_job_keeps_its_lease_and_is_handed_back_on_shutdown() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(serve(listener, fake.clone()));
-    let agent_opts = AgentOptions {
-        coordinator: format!("http://{addr}"),
-        join_token: Some("join".into()),
-        data_dir: tmp.path().join("state"),
-        name: "rig".into(),
-        cpu_threads: 1,
-        // No disk: k2pow only.
-        capabilities: Capabilities::default(),
-        heartbeat_interval: Duration::from_millis(100),
-        lease_poll: Duration::from_millis(100),
-        progress_interval: Duration::from_millis(100),
-    };
+    // No disk: k2pow only.
+    let agent_opts = agent_options(addr, tmp.path(), 1, Capabilities::default());
     // No pow meets a zero difficulty: the search runs until it is stopped.
     let exec = ExecConfig {
         proof: ProofConfig {
@@ -475,16 +480,7 @@ async fn a_long_job_keeps_its_lease_and_is_handed_back_on_shutdown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_init_job_cut_short_stops_at_the_new_end() {
     let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
-    let disk = DiskInfo {
-        id: "d0".into(),
-        mount: tmp.path().join("disk0").display().to_string(),
-        physical_device: "/dev/sda".into(),
-        filesystem: "ext4".into(),
-        capacity_bytes: 1 << 40,
-        free_bytes: 1 << 30,
-        read_mb_s: 0.0,
-        write_mb_s: 0.0,
-    };
+    let disk = disk0(tmp.path());
     // Slow labels (N = 1024) over a long range: minutes of work uncut.
     let total = 1u64 << 20;
     let identity = IdentityParams {
@@ -519,13 +515,11 @@ async fn an_init_job_cut_short_stops_at_the_new_end() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(serve(listener, fake.clone()));
-    let agent_opts = AgentOptions {
-        coordinator: format!("http://{addr}"),
-        join_token: Some("join".into()),
-        data_dir: tmp.path().join("state"),
-        name: "rig".into(),
-        cpu_threads: 1,
-        capabilities: Capabilities {
+    let agent_opts = agent_options(
+        addr,
+        tmp.path(),
+        1,
+        Capabilities {
             hostname: "rig".into(),
             cpu: CpuInfo {
                 threads: 1,
@@ -535,10 +529,7 @@ async fn an_init_job_cut_short_stops_at_the_new_end() {
             disks: vec![disk.clone()],
             ..Capabilities::default()
         },
-        heartbeat_interval: Duration::from_millis(100),
-        lease_poll: Duration::from_millis(100),
-        progress_interval: Duration::from_millis(100),
-    };
+    );
     let exec = ExecConfig {
         proof: ProofConfig::MAINNET,
         randomx_mode: RandomXMode::Light,
