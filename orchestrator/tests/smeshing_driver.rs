@@ -91,6 +91,16 @@ impl Env {
         driver.drive(&ident).await.expect("step")
     }
 
+    /// The identity initialized, and its initial PoST asked of the fleet and proved.
+    async fn ready_with_initial_post(&self, driver: &mut Driver) {
+        self.store
+            .update_identity_state(self.identity.id, IdentityState::Ready, None, 0)
+            .await
+            .expect("ready");
+        assert_eq!(self.step(driver).await, Step::WaitingForInitialPost);
+        self.prove(INITIAL_POST_EPOCH).await;
+    }
+
     /// The fleet's part: the PoST of the pending request of `epoch`, recorded as verified.
     async fn prove(&self, epoch: u32) {
         let req = self
@@ -296,12 +306,7 @@ async fn the_driver_takes_an_identity_through_two_cycles_across_restarts() {
 async fn a_missed_registration_window_moves_to_the_next_round() {
     let env = Env::new().await;
     let mut driver = env.driver();
-    env.store
-        .update_identity_state(env.identity.id, IdentityState::Ready, None, 0)
-        .await
-        .expect("ready");
-    assert_eq!(env.step(&mut driver).await, Step::WaitingForInitialPost);
-    env.prove(INITIAL_POST_EPOCH).await;
+    env.ready_with_initial_post(&mut driver).await;
     // Late: round 0 has started; the cycle is the next one (publish epoch 2).
     let first = env.clock.builder_timeline(0, None).expect("timeline");
     env.devnet
@@ -331,12 +336,7 @@ async fn a_stored_challenge_the_node_cannot_use_skips_its_epoch_only() {
     use node_bridge::atx::{poet_challenge, NIPostChallengeV1, Scale};
     let env = Env::new().await;
     let mut driver = env.driver();
-    env.store
-        .update_identity_state(env.identity.id, IdentityState::Ready, None, 0)
-        .await
-        .expect("ready");
-    assert_eq!(env.step(&mut driver).await, Step::WaitingForInitialPost);
-    env.prove(INITIAL_POST_EPOCH).await;
+    env.ready_with_initial_post(&mut driver).await;
     // A challenge stored earlier for epoch 1 over a previous ATX this node never saw.
     let golden = env.devnet.genesis().expect("genesis").golden_atx;
     let stale = NIPostChallengeV1 {

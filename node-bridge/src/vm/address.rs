@@ -35,9 +35,27 @@ pub enum AddressError {
     ReservedNotZero { reserved: [u8; RESERVED_LEN] },
     #[error("address hex: {0}")]
     Hex(String),
+    #[error("address has human-readable part {found:?}, not one of {HRP_MAINNET:?}, {HRP_TESTNET:?}, {HRP_STANDALONE:?}")]
+    UnknownHrp { found: String },
 }
 
 impl Address {
+    /// An address as people write it: bech32 with any network's prefix (mainnet, testnet,
+    /// standalone), or 48 hex digits.
+    pub fn parse(s: &str) -> Result<Address, AddressError> {
+        if s.len() == 2 * ADDRESS_LEN && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Address::from_hex(s);
+        }
+        let (hrp, _) = bech32::decode(s)?;
+        match [HRP_MAINNET, HRP_TESTNET, HRP_STANDALONE]
+            .into_iter()
+            .find(|h| *h == hrp)
+        {
+            Some(h) => Address::decode(h, s),
+            None => Err(AddressError::UnknownHrp { found: hrp }),
+        }
+    }
+
     /// The address of an account spawned from `template` with SCALE-encoded `spawn_args`.
     pub fn compute(template: &Address, spawn_args: &[u8]) -> Address {
         let mut h = blake3::Hasher::new();
@@ -186,6 +204,25 @@ pub fn wallet_address(public_key: &[u8; 32]) -> Address {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn parse_takes_any_networks_bech32_or_hex() {
+        let a = Address::from_slice(&[
+            0, 0, 0, 0, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+        ])
+        .expect("address");
+        for hrp in [HRP_MAINNET, HRP_TESTNET, HRP_STANDALONE] {
+            assert_eq!(Address::parse(&a.encode(hrp).expect("encode")).expect(hrp), a);
+        }
+        assert_eq!(Address::parse(&a.to_hex()).expect("hex"), a);
+        assert!(matches!(
+            Address::parse(&a.encode("other").expect("encode")),
+            Err(AddressError::UnknownHrp { found }) if found == "other"
+        ));
+        assert!(Address::parse("sm1notanaddress").is_err());
+        assert!(Address::parse("abcd").is_err());
+        assert!(Address::parse("").is_err());
+    }
+
     use super::*;
     use proptest::prelude::*;
 

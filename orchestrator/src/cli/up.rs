@@ -340,7 +340,8 @@ fn devnet_genesis(dir: &Path) -> anyhow::Result<u64> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let genesis_ms = now_ms() / 1000 * 1000;
             let text = serde_json::to_vec_pretty(&DevnetFile { genesis_ms })?;
-            write_new(&path, &text, 0o644)?;
+            crate::secrets::write_private_file(&path, &String::from_utf8_lossy(&text))
+                .with_context(|| format!("writing {}", path.display()))?;
             Ok(genesis_ms)
         }
         Err(e) => Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
@@ -360,30 +361,12 @@ fn wallet_key(dir: &Path) -> anyhow::Result<ed25519_dalek::SigningKey> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let seed: [u8; 32] = rand::random();
-            write_new(&path, hex::encode(seed).as_bytes(), 0o600)?;
+            crate::secrets::write_private_file(&path, &hex::encode(seed))
+                .with_context(|| format!("writing {}", path.display()))?;
             Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
         }
         Err(e) => Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
     }
-}
-
-/// Writes a new file with `mode`, all or nothing (a temporary file renamed into place).
-fn write_new(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} into place", tmp.display()))?;
-    Ok(())
 }
 
 /// The identities `devnet-1` .. `devnet-N`: the ones that exist are kept, the others created
@@ -490,12 +473,14 @@ async fn show_progress(
             _ = stop.changed() => break,
         }
         let store = state.store();
-        let mut names = Vec::new();
+        let mut names = std::collections::HashMap::new();
+        let mut node_ids = Vec::new();
         for (k, id) in ids.iter().enumerate() {
             let Ok(ident) = store.get_identity(*id).await else {
                 continue;
             };
-            names.push(ident.name.clone());
+            names.insert(*id, ident.name.clone());
+            node_ids.push(ident.node_id);
             let total = u64::from(ident.num_units) * ident.labels_per_unit;
             let done = store.labels_done(*id).await.unwrap_or(0);
             let initializing = matches!(ident.state, IdentityState::Created | IdentityState::Initializing);
@@ -524,11 +509,7 @@ async fn show_progress(
                 .unwrap_or_default();
             for (id, step) in steps {
                 if last_steps.get(&id) != Some(&step) {
-                    let name = ids
-                        .iter()
-                        .position(|x| *x == id)
-                        .and_then(|k| names.get(k).cloned())
-                        .unwrap_or_else(|| id.to_string());
+                    let name = names.get(&id).cloned().unwrap_or_else(|| id.to_string());
                     say(format!("{name}: {step}"));
                     last_steps.insert(id, step);
                 }
@@ -536,16 +517,7 @@ async fn show_progress(
         }
         // A line per epoch: ATXs, eligibility, rewards.
         let d = devnet.clone();
-        let idents: Vec<[u8; 32]> = {
-            let mut v = Vec::new();
-            for id in &ids {
-                if let Ok(i) = store.get_identity(*id).await {
-                    v.push(i.node_id);
-                }
-            }
-            v
-        };
-        let summary = tokio::task::spawn_blocking(move || epoch_summary(d.as_ref(), &idents)).await;
+        let summary = tokio::task::spawn_blocking(move || epoch_summary(d.as_ref(), &node_ids)).await;
         if let Ok(Some(s)) = summary {
             if last_epoch != Some(s.epoch) {
                 last_epoch = Some(s.epoch);

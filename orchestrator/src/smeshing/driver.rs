@@ -20,7 +20,7 @@ use std::time::Duration;
 use node_bridge::atx::{poet_challenge, Coinbase, NIPostChallengeV1, Post, Scale};
 use node_bridge::bridge::{AtxInfo, AtxSubmission, NodeBridge, PoetId, PoetRegistered};
 use node_bridge::clock::Clock;
-use node_bridge::vm::bech32;
+use node_bridge::vm::Address;
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
@@ -73,23 +73,6 @@ pub enum Step {
     /// The cycle could not be finished (the deadline passed, no PoET proof, the safety database
     /// refused); the next cycle starts over.
     Abandoned { publish_epoch: u32, reason: String },
-}
-
-impl Step {
-    pub fn publish_epoch(&self) -> Option<u32> {
-        match self {
-            Step::NotReady(_) | Step::WaitingForInitialPost => None,
-            Step::WaitingToRegister { publish_epoch, .. }
-            | Step::Registered { publish_epoch, .. }
-            | Step::RegistrationMissed { publish_epoch }
-            | Step::WaitingForRound { publish_epoch, .. }
-            | Step::ProvingRequested { publish_epoch }
-            | Step::WaitingForProof { publish_epoch }
-            | Step::WaitingToPublish { publish_epoch, .. }
-            | Step::Published { publish_epoch, .. }
-            | Step::Abandoned { publish_epoch, .. } => Some(*publish_epoch),
-        }
-    }
 }
 
 impl std::fmt::Display for Step {
@@ -285,7 +268,11 @@ impl Driver {
         let Some(commitment_atx) = ident.commitment_atx_id else {
             return Ok(Step::NotReady("no commitment ATX".into()));
         };
-        let Some(coinbase) = ident.coinbase.as_deref().and_then(parse_coinbase) else {
+        let Some(coinbase) = ident
+            .coinbase
+            .as_deref()
+            .and_then(|c| Address::parse(c.trim()).ok().map(|a| a.0))
+        else {
             return Ok(Step::NotReady(match &ident.coinbase {
                 None => "no coinbase".into(),
                 Some(c) => format!("coinbase {c:?} is not an address"),
@@ -705,38 +692,5 @@ impl Driver {
         if let Err(e) = self.store.update_identity_state(ident.id, state, None, now).await {
             tracing::warn!(identity = %ident.name, error = %e, "could not record the identity's state");
         }
-    }
-}
-
-/// A coinbase given as a bech32 address (any network's prefix) or as 48 hex digits.
-pub fn parse_coinbase(s: &str) -> Option<Coinbase> {
-    let s = s.trim();
-    if let Ok((_, data)) = bech32::decode(s) {
-        let bytes = bech32::five_bit_to_bytes(&data).ok()?;
-        return <[u8; 24]>::try_from(bytes.as_slice()).ok();
-    }
-    let bytes = hex::decode(s).ok()?;
-    <[u8; 24]>::try_from(bytes.as_slice()).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use node_bridge::vm::wallet_address;
-
-    #[test]
-    fn a_coinbase_is_read_in_any_network_prefix_or_hex() {
-        let a = wallet_address(&[7; 32]);
-        for hrp in ["sm", "stest", "standalone"] {
-            assert_eq!(
-                parse_coinbase(&a.encode(hrp).expect("encode")),
-                Some(a.0),
-                "{hrp}"
-            );
-        }
-        assert_eq!(parse_coinbase(&a.to_hex()), Some(a.0));
-        assert_eq!(parse_coinbase("sm1notanaddress"), None);
-        assert_eq!(parse_coinbase("abcd"), None);
-        assert_eq!(parse_coinbase(""), None);
     }
 }

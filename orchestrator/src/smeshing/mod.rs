@@ -35,5 +35,5 @@ pub use builder::{
     best_poet_proof, prepare_challenge, prepare_challenge_durable, publish, register, register_durable,
     AtxInputs, BestPoetProof, IdentityParams, PoetRegistrationResult, PreparedChallenge, Published,
 };
-pub use driver::{parse_coinbase, Driver, Step, INITIAL_POST_EPOCH};
+pub use driver::{Driver, Step, INITIAL_POST_EPOCH};
 pub use error::{PoetFailure, SmeshingError};
