@@ -81,6 +81,10 @@ pub enum BridgeError {
     /// A remote backend could not be reached or answered nonsense.
     #[error("node transport: {message}")]
     Transport { message: String },
+    /// The node took the input but could not make it durable (the embedded devnet's journal): it
+    /// holds in memory and is lost if the node stops before its next snapshot.
+    #[error("node storage: {message}")]
+    Storage { message: String },
 }
 
 /// The node's notion of now.

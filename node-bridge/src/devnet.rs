@@ -37,29 +37,28 @@
 //! **Memory** is bounded by `retain_epochs`: PoET rounds, events, rewards, receipts and active
 //! sets older than that many epochs are forgotten. Validated ATXs stay (later ATXs refer to
 //! them): one per identity per epoch.
+//!
+//! **Durability**: [`Devnet::new`] lives in memory; [`Devnet::open`] keeps the chain in a
+//! directory (a snapshot written by [`Devnet::save`], an append-only ATX log and a journal of
+//! every input since the snapshot; see [`persist`]), so a devnet opened again is the same node.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use post::pow::{PowVerifier, RandomXMode, RandomXOptions, RandomXPow};
-use post::verify::VerifyOptions;
 
 use crate::atx::{
-    genesis_id, golden_atx, validate_atx_v1, ActivationTxV1, AtxId, AtxParams, AtxStore, Epoch, Ingested,
-    NodeId, PoetProofInfo, ValidatedAtx, ValidationContext,
+    genesis_id, golden_atx, AtxId, AtxParams, AtxStore, Epoch, NodeId, PoetProofInfo, ValidatedAtx,
 };
-use crate::bridge::{
-    AccountInfo, AtxInfo, AtxSubmission, BridgeError, Eligibility, EventCursor, GenesisInfo, LayerRewardInfo,
-    Malfeasance, NodeBridge, NodeEvent, NodeTime, PoetId, PoetInfo, PoetRegistered, PoetRound, Reward,
-};
+use crate::bridge::{BridgeError, LayerRewardInfo, NodeEvent, PoetId, PoetInfo, PoetRound, Reward};
 use crate::clock::{Clock, ClockError, ClockParams, ClockParamsError, EpochId, LayerId};
-use crate::poet::{PoetConfig, PoetError, PoetServer, Registration, RoundEvent, RoundSchedule};
+use crate::poet::{PoetConfig, PoetError, PoetServer, RoundEvent, RoundSchedule};
 use crate::rewards::{
     block_reward_entries, layer_rewards, EligibilityParams, ProposalReward, RewardError, SMIDGE_PER_SMH,
     VRF_OUTPUT_LEN,
 };
-use crate::vm::{Address, GenesisAccount, TxError, TxHeader, TxId, TxReceipt, Vm, VmConfig};
+use crate::vm::{Address, GenesisAccount, TxId, TxReceipt, Vm, VmConfig};
 
 /// One simulated PoET.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,8 +86,10 @@ pub struct DevnetConfig {
 }
 
 impl DevnetConfig {
-    /// The §6.3 devnet: 5 s layers, 12 per epoch, PoETs at 1,000 and 800 leaves/s with the
-    /// clock's phase shift, 1,024 labels per unit, 1–16 units, K1/K2/K3 = 8/10/10, all-`0xFF`
+    /// The §6.3 devnet: 5 s layers, 12 per epoch, two PoETs with different phases (1,000
+    /// leaves/s at the clock's 40 s phase shift, 800 leaves/s at 20 s, so an identity that
+    /// misses one round can still catch the other in the same epoch, and the fleet's proving
+    /// is spread over two cycle gaps), 1,024 labels per unit, 1–16 units, K1/K2/K3 = 8/10/10, all-`0xFF`
     /// k2pow difficulty, scrypt N = 32, tick size 500, and `faucet` holding 10⁶ SMH.
     pub fn devnet(genesis_ms: u64, faucet: Address) -> Self {
         let genesis_s = i64::try_from(genesis_ms / 1_000).unwrap_or(i64::MAX);
@@ -116,7 +117,7 @@ impl DevnetConfig {
                 PoetSpec {
                     id: "poet-800".into(),
                     leaves_per_second: 800,
-                    phase_shift_ms: None,
+                    phase_shift_ms: Some(20_000),
                 },
             ],
             genesis_accounts: vec![GenesisAccount {
@@ -148,6 +149,26 @@ pub enum DevnetError {
     TimeWentBackwards { now_ms: u64, last_ms: u64 },
     #[error(transparent)]
     Bridge(#[from] BridgeError),
+    #[error("{}: {what}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: corrupt: {reason}", path.display())]
+    Corrupt {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("{} holds a devnet of another config (stored: {stored}; given: {given})", path.display())]
+    ConfigMismatch {
+        path: std::path::PathBuf,
+        stored: String,
+        given: String,
+    },
+    #[error("encoding the devnet state: {0}")]
+    Encode(String),
 }
 
 impl From<ClockError> for DevnetError {
@@ -239,6 +260,10 @@ struct State {
     first_event: u64,
     /// Oldest epoch still kept.
     oldest_epoch: EpochId,
+    /// The files of a devnet opened with [`Devnet::open`]; `None` in memory only.
+    persist: Option<persist::Persist>,
+    /// ATXs accepted since the last save, in order (`None` in memory only).
+    unsaved_atxs: Option<Vec<AtxId>>,
 }
 
 /// The embedded devnet node.
@@ -271,6 +296,20 @@ impl Devnet {
 
     /// A devnet at its genesis, verifying k2pows with `pow`.
     pub fn with_pow_verifier(config: DevnetConfig, pow: Arc<dyn PowVerifier>) -> Result<Self, DevnetError> {
+        Ok(Devnet {
+            state: Mutex::new(State::new(config)?),
+            pow,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl State {
+    /// The state at genesis, epoch 0 started.
+    fn new(config: DevnetConfig) -> Result<State, DevnetError> {
         let clock = Clock::new(config.clock)?;
         if config.eligibility.layers_per_epoch != clock.layers_per_epoch() {
             return Err(DevnetError::Config(
@@ -341,18 +380,15 @@ impl Devnet {
             events: VecDeque::new(),
             first_event: 0,
             oldest_epoch: 0,
+            persist: None,
+            unsaved_atxs: None,
         };
         state.epoch_started(0)?;
-        Ok(Devnet {
-            state: Mutex::new(state),
-            pow,
-        })
+        Ok(state)
     }
+}
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
+impl Devnet {
     /// The devnet's time.
     pub fn now_ms(&self) -> u64 {
         self.lock().now_ms
@@ -360,40 +396,54 @@ impl Devnet {
 
     /// Move time to `now_ms`: run the PoETs, start epochs, apply every layer that has ended.
     /// An error leaves the devnet where it stopped (everything before that instant applied);
-    /// it is a bug or an overflow, not something a caller can fix by retrying.
+    /// it is a bug or an overflow, not something a caller can fix by retrying. A devnet opened
+    /// with [`Devnet::open`] journals the new time (without an fsync of its own: see
+    /// [`persist`]).
     pub fn advance(&self, now_ms: u64) -> Result<(), DevnetError> {
         let mut s = self.lock();
-        if now_ms < s.now_ms {
+        let before = s.now_ms;
+        s.advance_to(now_ms)?;
+        if s.now_ms > before {
+            let t = s.now_ms;
+            s.journal(t, persist::Input::Advance)?;
+        }
+        Ok(())
+    }
+}
+
+impl State {
+    fn advance_to(&mut self, now_ms: u64) -> Result<(), DevnetError> {
+        if now_ms < self.now_ms {
             return Err(DevnetError::TimeWentBackwards {
                 now_ms,
-                last_ms: s.now_ms,
+                last_ms: self.now_ms,
             });
         }
         loop {
-            let layer_end = s.clock.layer_end(s.next_layer)?;
-            let poet_next = s
+            let layer_end = self.clock.layer_end(self.next_layer)?;
+            let poet_next = self
                 .poets
                 .iter()
-                .filter_map(|p| next_boundary(&p.info, s.now_ms))
+                .filter_map(|p| next_boundary(&p.info, self.now_ms))
                 .min();
             let t = poet_next.map_or(layer_end, |p| p.min(layer_end));
             if t > now_ms {
                 break;
             }
-            s.now_ms = t;
+            self.now_ms = t;
             if t == layer_end {
-                let layer = s.next_layer;
-                s.apply_layer(layer)?;
-                s.next_layer = layer + 1;
-                if s.next_layer.is_multiple_of(s.clock.layers_per_epoch()) {
-                    let epoch = s.clock.epoch_of_layer(s.next_layer);
-                    s.epoch_started(epoch)?;
+                let layer = self.next_layer;
+                self.apply_layer(layer)?;
+                self.next_layer = layer + 1;
+                if self.next_layer.is_multiple_of(self.clock.layers_per_epoch()) {
+                    let epoch = self.clock.epoch_of_layer(self.next_layer);
+                    self.epoch_started(epoch)?;
                 }
             }
-            s.step_poets(t)?;
+            self.step_poets(t)?;
         }
-        s.now_ms = now_ms;
-        s.step_poets(now_ms)?;
+        self.now_ms = now_ms;
+        self.step_poets(now_ms)?;
         Ok(())
     }
 }
@@ -653,267 +703,11 @@ impl State {
     }
 }
 
-impl NodeBridge for Devnet {
-    fn clock_params(&self) -> Result<ClockParams, BridgeError> {
-        Ok(self.lock().cfg.clock)
-    }
+mod node;
+pub mod persist;
+mod snapshot;
 
-    fn now(&self) -> Result<NodeTime, BridgeError> {
-        let s = self.lock();
-        Ok(NodeTime {
-            now_ms: s.now_ms,
-            layer: s.clock.layer_at(s.now_ms)?,
-            epoch: s.clock.epoch_at(s.now_ms)?,
-            applied_layer: s.next_layer.checked_sub(1),
-        })
-    }
-
-    fn beacon(&self, epoch: EpochId) -> Result<[u8; 4], BridgeError> {
-        Ok(self.lock().beacon(epoch))
-    }
-
-    fn synced(&self) -> Result<bool, BridgeError> {
-        Err(BridgeError::NotAvailable {
-            what: "p2p sync state (the devnet is one process)",
-        })
-    }
-
-    fn genesis(&self) -> Result<GenesisInfo, BridgeError> {
-        let s = self.lock();
-        Ok(GenesisInfo {
-            genesis_id: s.genesis_id,
-            golden_atx: s.cfg.golden_atx,
-            effective_genesis: s.clock.effective_genesis_layer(),
-        })
-    }
-
-    fn poets(&self) -> Result<Vec<PoetInfo>, BridgeError> {
-        Ok(self.lock().poets.iter().map(|p| p.info.clone()).collect())
-    }
-
-    fn poet_register(
-        &self,
-        poet: &PoetId,
-        registration: &Registration,
-    ) -> Result<PoetRegistered, BridgeError> {
-        let mut s = self.lock();
-        let i = s.poet(poet)?;
-        let now = system_time(s.now_ms);
-        let r = s.poets[i].server.register(now, registration).map_err(|source| {
-            BridgeError::PoetRegistration {
-                poet: poet.clone(),
-                source,
-            }
-        })?;
-        Ok(PoetRegistered {
-            round: r.round,
-            round_end_ms: millis(r.round_end),
-        })
-    }
-
-    fn poet_round(&self, poet: &PoetId, round: u64) -> Result<Option<PoetRound>, BridgeError> {
-        let s = self.lock();
-        let slot = &s.poets[s.poet(poet)?];
-        if let Some(r) = slot.rounds.get(&round) {
-            return Ok(Some(r.clone()));
-        }
-        match slot.server.proof(round) {
-            Err(PoetError::NotFinished { .. }) | Ok(_) => Ok(None),
-            Err(source) => Err(BridgeError::Poet {
-                poet: poet.clone(),
-                source,
-            }),
-        }
-    }
-
-    fn positioning_atx(&self, publish_epoch: Epoch, own_prev: Option<&AtxId>) -> Result<AtxId, BridgeError> {
-        let s = self.lock();
-        let golden = s.cfg.golden_atx;
-        Ok(s.store
-            .select_positioning(publish_epoch.saturating_sub(1), own_prev, &golden))
-    }
-
-    fn previous_atx(&self, smesher: &NodeId) -> Result<Option<AtxInfo>, BridgeError> {
-        let s = self.lock();
-        Ok(s.by_smesher
-            .get(smesher)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| s.store.get(id))
-            .max_by_key(|v| (v.publish_epoch, v.sequence))
-            .map(AtxInfo::from))
-    }
-
-    fn submit_atx(&self, atx: &ActivationTxV1) -> Result<AtxSubmission, BridgeError> {
-        let mut s = self.lock();
-        let id = atx.id();
-        if let Some(v) = s.store.get(&id) {
-            return Ok(AtxSubmission::Accepted {
-                atx: AtxInfo::from(v),
-                duplicate: true,
-                equivocation: false,
-            });
-        }
-        let ctx = ValidationContext {
-            genesis_id: s.genesis_id,
-            golden_atx: s.cfg.golden_atx,
-            params: s.cfg.atx,
-            pow: &*self.pow,
-            k3_seed: s.cfg.k3_seed.clone(),
-            verify_options: VerifyOptions::default(),
-        };
-        let validated = match validate_atx_v1(atx, &ctx, &s.store) {
-            Ok(v) => v,
-            Err(e) => {
-                let reason = e.to_string();
-                s.push_event(NodeEvent::AtxRejected {
-                    id,
-                    smesher: atx.smesher_id,
-                    reason: reason.clone(),
-                });
-                return Ok(AtxSubmission::Rejected {
-                    id,
-                    smesher: atx.smesher_id,
-                    reason,
-                });
-            }
-        };
-        let smesher = atx.smesher_id;
-        let was_malicious = s.store.is_malicious(&smesher);
-        let ingested = s.store.ingest(atx.clone(), validated)?;
-        if ingested == Ingested::Duplicate {
-            return Ok(AtxSubmission::Accepted {
-                atx: AtxInfo::from(&validated),
-                duplicate: true,
-                equivocation: false,
-            });
-        }
-        s.by_smesher.entry(smesher).or_default().push(id);
-        s.by_publish.entry(validated.publish_epoch).or_default().push(id);
-        s.push_event(NodeEvent::AtxAccepted {
-            id,
-            smesher,
-            publish_epoch: validated.publish_epoch,
-            weight: validated.weight,
-            ticks: validated.ticks,
-        });
-        let equivocation = matches!(ingested, Ingested::Equivocation(_));
-        if let Ingested::Equivocation(p) = &ingested {
-            if !was_malicious {
-                s.push_event(NodeEvent::IdentityFlagged {
-                    smesher,
-                    kind: p.kind(),
-                });
-            }
-        }
-        Ok(AtxSubmission::Accepted {
-            atx: AtxInfo::from(&validated),
-            duplicate: false,
-            equivocation,
-        })
-    }
-
-    fn atxs_of(&self, smesher: &NodeId) -> Result<Vec<AtxInfo>, BridgeError> {
-        let s = self.lock();
-        let mut v: Vec<AtxInfo> = s
-            .by_smesher
-            .get(smesher)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| s.store.get(id))
-            .map(AtxInfo::from)
-            .collect();
-        v.sort_by_key(|a| (a.publish_epoch, a.sequence));
-        Ok(v)
-    }
-
-    fn eligibility(&self, smesher: &NodeId, epoch: EpochId) -> Result<Option<Eligibility>, BridgeError> {
-        let s = self.lock();
-        s.check_epoch("eligibility", epoch)?;
-        let (set, fixed) = match s.active_sets.get(&epoch) {
-            Some(set) => (set.clone(), true),
-            None => (s.compute_active_set(epoch)?, false),
-        };
-        Ok(set.members.get(smesher).map(|m| Eligibility {
-            epoch,
-            atx: m.atx.id,
-            weight: m.atx.weight,
-            active_weight: set.total_weight,
-            slots: m.slots,
-            layers: m.layers.iter().map(|(l, n)| (*l, *n)).collect(),
-            fixed,
-        }))
-    }
-
-    fn layer_rewards(&self, layer: LayerId) -> Result<Option<LayerRewardInfo>, BridgeError> {
-        let s = self.lock();
-        s.check_epoch("layer rewards", s.clock.epoch_of_layer(layer))?;
-        Ok(s.layers.get(&layer).cloned())
-    }
-
-    fn rewards_of(&self, coinbase: &Address, from_layer: LayerId) -> Result<Vec<Reward>, BridgeError> {
-        let s = self.lock();
-        s.check_epoch("rewards", s.clock.epoch_of_layer(from_layer))?;
-        Ok(s.layers
-            .range(from_layer..)
-            .flat_map(|(_, l)| l.credits.iter())
-            .filter(|r| r.coinbase == *coinbase)
-            .copied()
-            .collect())
-    }
-
-    fn account(&self, address: &Address) -> Result<AccountInfo, BridgeError> {
-        let a = self.lock().vm.account(address);
-        Ok(AccountInfo {
-            address: a.address,
-            balance: a.balance,
-            next_nonce: a.next_nonce,
-            template: a.template(),
-            layer: a.layer,
-        })
-    }
-
-    fn submit_tx(&self, raw: &[u8]) -> Result<TxId, BridgeError> {
-        if raw.len() > crate::vm::tx::TX_SIZE_LIMIT {
-            return Err(BridgeError::MalformedTx(TxError::TooLarge { len: raw.len() }));
-        }
-        TxHeader::peek(raw)?;
-        let id = TxId::of(raw);
-        let mut s = self.lock();
-        if !s.receipts.contains_key(&id) {
-            let epoch = s.current_epoch();
-            s.receipts.insert(id, (epoch, TxReceipt::pending(id)));
-            s.mempool.push(raw.to_vec());
-        }
-        Ok(id)
-    }
-
-    fn tx_status(&self, id: &TxId) -> Result<Option<TxReceipt>, BridgeError> {
-        Ok(self.lock().receipts.get(id).map(|(_, r)| r.clone()))
-    }
-
-    fn malfeasance(&self, smesher: &NodeId) -> Result<Option<Malfeasance>, BridgeError> {
-        Ok(self.lock().store.malfeasance_proof(smesher).map(|p| Malfeasance {
-            smesher: *smesher,
-            kind: p.kind(),
-            proof: p.clone(),
-        }))
-    }
-
-    fn events_since(&self, cursor: EventCursor) -> Result<(Vec<NodeEvent>, EventCursor), BridgeError> {
-        let s = self.lock();
-        let oldest = EventCursor(s.first_event);
-        let next = EventCursor(s.first_event + s.events.len() as u64);
-        if cursor < oldest {
-            return Err(BridgeError::EventsPruned { cursor, oldest });
-        }
-        if cursor > next {
-            return Err(BridgeError::CursorAhead { cursor, next });
-        }
-        let skip = usize::try_from(cursor.0 - s.first_event).unwrap_or(usize::MAX);
-        Ok((s.events.iter().skip(skip).map(|(_, e)| e.clone()).collect(), next))
-    }
-}
-
+#[cfg(test)]
+mod persist_tests;
 #[cfg(test)]
 mod tests;

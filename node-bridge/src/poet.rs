@@ -17,7 +17,7 @@ pub mod work;
 pub use proof::{fiat_shamir, PoetProof, ProofDecodeError, ProveError, VerifyError};
 pub use server::{
     PoetConfig, PoetError, PoetServer, PoetThread, RegisterError, Registered, Registration, RoundEvent,
-    RoundProof, RoundSchedule, RoundStatus,
+    RoundProof, RoundSchedule, RoundSnapshot, RoundStatus, ServerSnapshot,
 };
 pub use tree::{membership_proof, membership_root, verify_membership};
 pub use work::Work;

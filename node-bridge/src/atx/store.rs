@@ -133,6 +133,11 @@ impl AtxStore {
         self.malicious.get(smesher)
     }
 
+    /// Every PoET proof known, by reference (for persisting).
+    pub fn poet_proofs(&self) -> impl Iterator<Item = (&Hash32, &PoetProofInfo)> {
+        self.poet_proofs.iter()
+    }
+
     pub fn get(&self, id: &AtxId) -> Option<&ValidatedAtx> {
         self.atxs.get(id).map(|(_, v)| v)
     }

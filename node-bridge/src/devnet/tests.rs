@@ -10,35 +10,38 @@ use post::pow::RandomXPow;
 
 use super::*;
 use crate::atx::validate::ZERO_CHALLENGE;
+use crate::atx::ActivationTxV1;
 use crate::atx::{
     poet_challenge, signing_bytes, Hash32, InnerActivationTxV1, NIPost, NIPostChallengeV1, Post, PostMetadata,
 };
+use crate::bridge::{AtxSubmission, EventCursor, NodeBridge, NodeTime};
+use crate::poet::Registration;
 use crate::testkit::{tiny_devnet_config, TinyPost, TINY_PARAMS};
 use crate::vm::tx::{wallet_self_spawn, wallet_spend};
 use crate::vm::{wallet_address, Template, TxStatus};
 
 const PARAMS: AtxParams = TINY_PARAMS;
 
-fn randomx() -> Arc<RandomXPow> {
+pub(super) fn randomx() -> Arc<RandomXPow> {
     crate::testkit::randomx().clone()
 }
 
-fn config(faucet: Address, retain_epochs: u32) -> DevnetConfig {
+pub(super) fn config(faucet: Address, retain_epochs: u32) -> DevnetConfig {
     let mut cfg = tiny_devnet_config(faucet);
     cfg.retain_epochs = retain_epochs;
     cfg
 }
 
 /// The coordinator's side of one identity: its key and its PoST data in memory.
-struct Smesher {
-    key: SigningKey,
-    node_id: NodeId,
-    commitment_atx: AtxId,
-    data: TinyPost,
+pub(super) struct Smesher {
+    pub(super) key: SigningKey,
+    pub(super) node_id: NodeId,
+    pub(super) commitment_atx: AtxId,
+    pub(super) data: TinyPost,
 }
 
 impl Smesher {
-    fn new(seed: u8, commitment_atx: AtxId) -> Self {
+    pub(super) fn new(seed: u8, commitment_atx: AtxId) -> Self {
         let key = SigningKey::from_bytes(&[seed; 32]);
         let node_id = key.verifying_key().to_bytes();
         Smesher {
@@ -49,15 +52,15 @@ impl Smesher {
         }
     }
 
-    fn vrf_nonce(&self, units: u32) -> u64 {
+    pub(super) fn vrf_nonce(&self, units: u32) -> u64 {
         self.data.vrf_nonce(units)
     }
 
-    fn prove(&self, challenge: &Hash32, units: u32) -> Post {
+    pub(super) fn prove(&self, challenge: &Hash32, units: u32) -> Post {
         self.data.prove(challenge, units)
     }
 
-    fn sign(&self, inner: InnerActivationTxV1, genesis: &[u8; 20]) -> ActivationTxV1 {
+    pub(super) fn sign(&self, inner: InnerActivationTxV1, genesis: &[u8; 20]) -> ActivationTxV1 {
         let signature = self.key.sign(&signing_bytes(genesis, &inner)).to_bytes();
         ActivationTxV1 {
             inner,

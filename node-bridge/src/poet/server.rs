@@ -197,6 +197,8 @@ pub enum PoetError {
     Forgotten { round: u64 },
     #[error("the PoET thread panicked")]
     ThreadPanicked,
+    #[error("round {round} in the stored state: {reason}")]
+    BadSnapshot { round: u64, reason: &'static str },
 }
 
 /// What a finished round publishes (`GET /v1/proofs/{round}`).
@@ -524,6 +526,111 @@ impl PoetServer {
         if self.running.is_some_and(|r| r < round) {
             self.running = None;
         }
+    }
+}
+
+/// A round as [`PoetServer::export`] gives it and [`PoetServer::restore`] takes it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoundSnapshot {
+    /// Registrations so far, `(node ID, challenge)` in node-ID order.
+    Open {
+        round: u64,
+        registrations: Vec<([u8; 32], [u8; 32])>,
+    },
+    /// Started: the members are kept, the labels are not (the work is recomputed from the
+    /// statement up to the paced leaf count by the next [`PoetServer::advance`]).
+    Running {
+        round: u64,
+        members: Vec<[u8; 32]>,
+    },
+    Done(Box<RoundProof>),
+}
+
+/// Everything a [`PoetServer`] holds besides its config, labels of a running round excepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSnapshot {
+    pub next_round: u64,
+    pub running: Option<u64>,
+    pub forgotten_below: u64,
+    pub rounds: Vec<RoundSnapshot>,
+}
+
+impl PoetServer {
+    /// The server's rounds, for persisting (no labels: see [`RoundSnapshot::Running`]).
+    pub fn export(&self) -> ServerSnapshot {
+        let rounds = self
+            .rounds
+            .iter()
+            .map(|(round, state)| match state {
+                RoundState::Open { registrations } => RoundSnapshot::Open {
+                    round: *round,
+                    registrations: registrations.iter().map(|(k, v)| (*k, *v)).collect(),
+                },
+                RoundState::Running { members, .. } => RoundSnapshot::Running {
+                    round: *round,
+                    members: members.clone(),
+                },
+                RoundState::Done(p) => RoundSnapshot::Done(p.clone()),
+            })
+            .collect();
+        ServerSnapshot {
+            next_round: self.next_round,
+            running: self.running,
+            forgotten_below: self.forgotten_below,
+            rounds,
+        }
+    }
+
+    /// A server with `config` and the rounds of `snap`. A running round restarts its work at
+    /// leaf 0; the next [`Self::advance`] recomputes the leaves its pace allows by then
+    /// (`leaves_per_second × elapsed`, at most one round's worth).
+    pub fn restore(config: PoetConfig, snap: ServerSnapshot) -> Result<Self, PoetError> {
+        let mut server = PoetServer::new(config)?;
+        for r in snap.rounds {
+            let (round, state) = match r {
+                RoundSnapshot::Open { round, registrations } => (
+                    round,
+                    RoundState::Open {
+                        registrations: registrations.into_iter().collect(),
+                    },
+                ),
+                RoundSnapshot::Running { round, members } => {
+                    let statement = membership_root(&members).ok_or(PoetError::BadSnapshot {
+                        round,
+                        reason: "a running round without members",
+                    })?;
+                    let work = Box::new(Work::with_depth(statement, server.config.label_depth));
+                    (round, RoundState::Running { members, work })
+                }
+                RoundSnapshot::Done(p) => {
+                    if membership_root(&p.members) != Some(p.statement) {
+                        return Err(PoetError::BadSnapshot {
+                            round: p.round,
+                            reason: "the statement is not the members' root",
+                        });
+                    }
+                    (p.round, RoundState::Done(p))
+                }
+            };
+            if server.rounds.insert(round, state).is_some() {
+                return Err(PoetError::BadSnapshot {
+                    round,
+                    reason: "the round appears twice",
+                });
+            }
+        }
+        if let Some(round) = snap.running {
+            if !matches!(server.rounds.get(&round), Some(RoundState::Running { .. })) {
+                return Err(PoetError::BadSnapshot {
+                    round,
+                    reason: "named as running but not running",
+                });
+            }
+        }
+        server.next_round = snap.next_round;
+        server.running = snap.running;
+        server.forgotten_below = snap.forgotten_below;
+        Ok(server)
     }
 }
 

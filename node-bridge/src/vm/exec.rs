@@ -176,6 +176,11 @@ impl Vm {
         &self.config
     }
 
+    /// A VM holding `accounts` (a restored state).
+    pub fn with_accounts(config: VmConfig, accounts: Accounts) -> Vm {
+        Vm { config, accounts }
+    }
+
     pub fn accounts(&self) -> &Accounts {
         &self.accounts
     }

@@ -11,7 +11,7 @@ use super::tx::SpawnArgs;
 pub const MAX_STATE_LEN: usize = 10_000;
 
 /// One account.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Account {
     pub address: Address,
     /// Layer of the last change.

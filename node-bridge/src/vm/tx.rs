@@ -151,7 +151,7 @@ impl Call {
 }
 
 /// Spawn arguments, which are also the immutable state of the spawned account.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SpawnArgs {
     Wallet {
         public_key: PublicKey,

@@ -80,6 +80,11 @@ fn bridge_error(e: BridgeError, field: &str) -> ApiError {
             "node_unavailable",
             format!("the node cannot be reached: {msg}"),
         ),
+        BridgeError::Storage { .. } => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "node_storage",
+            format!("the node could not store the input durably: {msg}"),
+        ),
         BridgeError::UnknownPoet(_) => ApiError::not_found("poet_not_found", msg),
         BridgeError::EpochPruned { .. } | BridgeError::EventsPruned { .. } => {
             ApiError::new(StatusCode::GONE, "pruned", format!("{field}: {msg}"))
