@@ -44,8 +44,9 @@ pub fn randomx() -> &'static Arc<RandomXPow> {
     })
 }
 
-/// The devnet of [`DevnetConfig::devnet`] (genesis at 0) with [`TINY_PARAMS`] and two PoETs,
-/// "fast" and "slow", paced so that a 50 s round makes 1,000 and 600 leaves (20 and 12 ticks).
+/// The devnet of [`DevnetConfig::devnet`] (genesis at 0) with [`TINY_PARAMS`] and two PoETs in
+/// one phase (the clock's 40 s), "fast" and "slow", paced so that a 50 s round makes 1,000 and
+/// 600 leaves (20 and 12 ticks): an identity registers with both and takes the better proof.
 pub fn tiny_devnet_config(faucet: Address) -> DevnetConfig {
     let mut cfg = DevnetConfig::devnet(0, faucet);
     cfg.atx = TINY_PARAMS;
@@ -53,6 +54,15 @@ pub fn tiny_devnet_config(faucet: Address) -> DevnetConfig {
     cfg.poets[0].leaves_per_second = 20;
     cfg.poets[1].id = "slow".into();
     cfg.poets[1].leaves_per_second = 12;
+    cfg.poets[1].phase_shift_ms = None;
+    cfg
+}
+
+/// [`tiny_devnet_config`] with the PoETs in two phases, as [`DevnetConfig::devnet`] has them:
+/// "fast" at the clock's 40 s phase shift, "slow" at 20 s.
+pub fn tiny_two_phase_devnet_config(faucet: Address) -> DevnetConfig {
+    let mut cfg = tiny_devnet_config(faucet);
+    cfg.poets[1].phase_shift_ms = Some(20_000);
     cfg
 }
 

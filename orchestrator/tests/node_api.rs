@@ -476,6 +476,7 @@ async fn identity_view_counts_atxs_and_rewards() {
     let identity = IdentityParams {
         node_id,
         commitment_atx: g.golden_atx,
+        poet_schedule: None,
         initial_post: Some(data.prove(&ZERO_CHALLENGE, 1)),
     };
     let timeline = clock.builder_timeline(0, None).expect("timeline");
@@ -487,7 +488,7 @@ async fn identity_view_counts_atxs_and_rewards() {
         node_id,
         prepared.publish_epoch(),
         prepared.challenge_hash,
-        Some(prepared.timeline.proof_deadline_ms),
+        Some(&prepared.timeline),
     )
     .expect("register");
     devnet.advance(timeline.round_end_ms + 100).expect("advance");

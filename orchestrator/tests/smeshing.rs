@@ -103,6 +103,7 @@ async fn a_keystore_identity_smeshes_is_protected_from_double_publishing_and_ear
     let identity = IdentityParams {
         node_id,
         commitment_atx: g.golden_atx,
+        poet_schedule: None,
         initial_post: None,
     };
 
@@ -139,7 +140,7 @@ async fn a_keystore_identity_smeshes_is_protected_from_double_publishing_and_ear
         node_id,
         prepared.publish_epoch(),
         prepared.challenge_hash,
-        Some(prepared.timeline.proof_deadline_ms),
+        Some(&prepared.timeline),
     )
     .expect("register");
     assert_eq!(registrations.len(), 2);
@@ -312,6 +313,7 @@ fn one_poet_refusing_does_not_stop_the_others() {
     let identity = IdentityParams {
         node_id,
         commitment_atx: g.golden_atx,
+        poet_schedule: None,
         initial_post: Some(Post {
             nonce: 0,
             indices: vec![0; 8],
@@ -336,15 +338,8 @@ fn one_poet_refusing_does_not_stop_the_others() {
         deadline: None,
     };
     bridge.poet_register(&fast, &blocker).expect("blocker registered");
-    let results = register(
-        bridge,
-        keystore,
-        node_id,
-        1,
-        prepared.challenge_hash,
-        Some(tl.proof_deadline_ms),
-    )
-    .expect("register");
+    let results =
+        register(bridge, keystore, node_id, 1, prepared.challenge_hash, Some(&tl)).expect("register");
     let outcome: Vec<(&str, bool)> = results
         .iter()
         .map(|r| (r.poet.0.as_str(), r.result.is_ok()))
@@ -383,6 +378,7 @@ async fn a_restart_mid_cycle_keeps_the_prepared_challenge() {
     let identity = |nonce: u32| IdentityParams {
         node_id,
         commitment_atx: g.golden_atx,
+        poet_schedule: None,
         initial_post: Some(Post {
             nonce,
             indices: vec![0; 8],
@@ -404,7 +400,7 @@ async fn a_restart_mid_cycle_keeps_the_prepared_challenge() {
         node_id,
         first.publish_epoch(),
         first.challenge_hash,
-        Some(first.timeline.proof_deadline_ms),
+        Some(&first.timeline),
     )
     .await
     .expect("register");

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use node_bridge::bridge::NodeBridge;
 use node_bridge::clock::Clock;
-use node_bridge::devnet::Devnet;
-use node_bridge::testkit::{tiny_devnet_config, TinyPost, TINY_PARAMS};
+use node_bridge::devnet::{Devnet, DevnetConfig};
+use node_bridge::testkit::{tiny_devnet_config, tiny_two_phase_devnet_config, TinyPost, TINY_PARAMS};
 use node_bridge::vm::wallet_address;
 use orchestrator::keystore::{KdfParams, Keystore};
 use orchestrator::smeshing::{Driver, Step, INITIAL_POST_EPOCH};
@@ -35,6 +35,10 @@ const UNITS: u32 = 1;
 
 impl Env {
     async fn new() -> Env {
+        Env::with_config(tiny_devnet_config(wallet_address(&[0xfa; 32]))).await
+    }
+
+    async fn with_config(config: DevnetConfig) -> Env {
         let tmp = tempfile::tempdir().expect("tempdir");
         let keystore = Keystore::create(
             tmp.path().join("keystore"),
@@ -43,11 +47,8 @@ impl Env {
         )
         .expect("keystore");
         let node_id = keystore.generate().expect("identity");
-        let devnet = Devnet::with_pow_verifier(
-            tiny_devnet_config(wallet_address(&[0xfa; 32])),
-            node_bridge::testkit::randomx().clone(),
-        )
-        .expect("devnet");
+        let devnet =
+            Devnet::with_pow_verifier(config, node_bridge::testkit::randomx().clone()).expect("devnet");
         let clock = Clock::new(devnet.clock_params().expect("params")).expect("clock");
         let golden = devnet.genesis().expect("genesis").golden_atx;
         let data = TinyPost::new(node_id.to_bytes(), &golden, TINY_PARAMS);
@@ -425,4 +426,148 @@ async fn a_pass_skips_identities_until_their_next_instant() {
         step_of(driver.pass().await.expect("pass")),
         Some(Step::NotReady(_))
     ));
+}
+
+/// With the PoETs in two phases (40 s "fast", 20 s "slow"), identities are spread over them and
+/// register with their own phase's PoET only; one that misses its phase's round takes the other
+/// phase's round of the same epoch, publishes on it, and stays in that phase.
+#[tokio::test]
+async fn identities_are_spread_over_poet_phases_and_a_late_one_takes_the_next_phase() {
+    let env = Env::with_config(tiny_two_phase_devnet_config(wallet_address(&[0xfa; 32]))).await;
+    let mut driver = env.driver();
+    // The identity was placed in the 20 s phase earlier; another one, ready, is not placed yet.
+    env.store
+        .set_poet_phase(env.identity.id, 20_000, 0)
+        .await
+        .expect("phase");
+    let other_key = env.keystore.generate().expect("second identity");
+    let other = env
+        .store
+        .create_identity(
+            &NewIdentity {
+                name: "other".into(),
+                node_id: other_key.to_bytes(),
+                num_units: UNITS,
+                labels_per_unit: TINY_PARAMS.labels_per_unit,
+                max_file_size: TINY_PARAMS.labels_per_unit * 16,
+                scrypt_n: u32::try_from(TINY_PARAMS.scrypt_n).expect("n"),
+                commitment_atx_id: env.identity.commitment_atx_id,
+                coinbase: env.identity.coinbase.clone(),
+            },
+            0,
+        )
+        .await
+        .expect("other identity");
+    env.store
+        .update_identity_state(other.id, IdentityState::Ready, None, 0)
+        .await
+        .expect("ready");
+    env.ready_with_initial_post(&mut driver).await;
+    driver.pass().await.expect("pass");
+    let phase = |id| {
+        let store = env.store.clone();
+        async move { store.get_identity(id).await.expect("identity").poet_phase_ms }
+    };
+    // The other identity goes where the load is not: the 40 s phase.
+    assert_eq!(phase(other.id).await, Some(40_000));
+    assert_eq!(phase(env.identity.id).await, Some(20_000));
+
+    // Its first cycle in its own phase: registration at 20 s − 4 s grace, with "slow" only.
+    assert_eq!(
+        env.step(&mut driver).await,
+        Step::WaitingToRegister {
+            publish_epoch: 1,
+            register_at_ms: 16_000
+        }
+    );
+    env.devnet.advance(16_000).expect("advance");
+    assert_eq!(
+        env.step(&mut driver).await,
+        Step::Registered {
+            publish_epoch: 1,
+            accepted: 1
+        }
+    );
+    let poets = |epoch| {
+        let store = env.store.clone();
+        let node_id = env.identity.node_id;
+        async move {
+            store
+                .poet_registrations(&node_id, epoch)
+                .await
+                .expect("registrations")
+                .into_iter()
+                .map(|r| r.poet)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(poets(1).await, vec!["slow".to_owned()]);
+    // Its round ends at 20 s + 50 s, inside publish epoch 1: prove and publish.
+    env.devnet.advance(70_100).expect("advance");
+    assert_eq!(
+        env.step(&mut driver).await,
+        Step::ProvingRequested { publish_epoch: 1 }
+    );
+    env.prove(1).await;
+    env.store
+        .update_identity(
+            env.identity.id,
+            &IdentityUpdate {
+                vrf_nonce: Some(env.data.vrf_nonce(UNITS)),
+                ..IdentityUpdate::default()
+            },
+            0,
+        )
+        .await
+        .expect("vrf nonce");
+    assert!(matches!(
+        env.step(&mut driver).await,
+        Step::Published {
+            publish_epoch: 1,
+            accepted: true,
+            ..
+        }
+    ));
+
+    // The next registration (76 s) is missed: its phase's round 1 starts at 80 s. The 40 s
+    // phase's round 1 (100 s) still makes publish epoch 2; the identity moves there for good.
+    env.devnet.advance(81_000).expect("advance");
+    assert_eq!(
+        env.step(&mut driver).await,
+        Step::WaitingToRegister {
+            publish_epoch: 2,
+            register_at_ms: 96_000
+        }
+    );
+    env.devnet.advance(96_000).expect("advance");
+    assert_eq!(
+        env.step(&mut driver).await,
+        Step::Registered {
+            publish_epoch: 2,
+            accepted: 1
+        }
+    );
+    assert_eq!(poets(2).await, vec!["fast".to_owned()]);
+    assert_eq!(phase(env.identity.id).await, Some(40_000));
+    env.devnet.advance(150_100).expect("advance");
+    assert_eq!(
+        env.step(&mut driver).await,
+        Step::ProvingRequested { publish_epoch: 2 }
+    );
+    env.prove(2).await;
+    let Step::Published {
+        publish_epoch: 2,
+        accepted: true,
+        ..
+    } = env.step(&mut driver).await
+    else {
+        panic!("the ATX on the other phase's proof was not published");
+    };
+    let atxs = env.devnet.atxs_of(&env.identity.node_id).expect("atxs");
+    assert_eq!(
+        atxs.iter()
+            .map(|a| (a.publish_epoch, a.sequence))
+            .collect::<Vec<_>>(),
+        vec![(1, 0), (2, 1)]
+    );
 }

@@ -92,6 +92,15 @@ impl ClockParams {
         self
     }
 
+    /// The same parameters with the round schedule of one PoET (its phase shift and cycle gap):
+    /// the clock an identity registered with that PoET builds its cycle by. The result still has
+    /// to pass [`validate`](Self::validate) (a phase shorter than the grace period does not).
+    pub const fn with_poet_schedule(mut self, phase_shift_ms: u64, cycle_gap_ms: u64) -> Self {
+        self.poet_phase_shift_ms = phase_shift_ms;
+        self.poet_cycle_gap_ms = cycle_gap_ms;
+        self
+    }
+
     /// `layer_duration_ms × layers_per_epoch`, if it fits.
     pub fn epoch_duration_ms(&self) -> Option<u64> {
         self.layer_duration_ms

@@ -404,3 +404,33 @@ fn timeline_of_a_publish_epoch_is_the_one_built_for_it() {
         assert!(clock.timeline_for_publish_epoch(0).is_err());
     }
 }
+
+#[test]
+fn a_poet_of_another_phase_has_its_own_cycle() {
+    let early = Clock::new(
+        ClockParams::devnet()
+            .with_genesis_ms(G)
+            .with_poet_schedule(20 * S, 10 * S),
+    )
+    .expect("a 20 s phase is valid");
+    let late = devnet();
+    let epoch3 = late.epoch_start(3).expect("epoch 3");
+    // 25 s into epoch 3, the identity's ATX of epoch 3 published: the 20 s PoET's round 3 has
+    // started, so in that phase the next cycle is round 4 (publish epoch 5); the 40 s PoET's
+    // round 3 still takes registrations (publish epoch 4).
+    let now = epoch3 + 25 * S;
+    let e = early.builder_timeline(now, Some(3)).expect("early timeline");
+    let l = late.builder_timeline(now, Some(3)).expect("late timeline");
+    assert_eq!((e.poet_round, e.publish_epoch), (4, 5));
+    assert_eq!(e.register_at_ms, epoch3 + 60 * S + 16 * S);
+    assert_eq!(e.round_end_ms, epoch3 + 120 * S + 10 * S);
+    assert_eq!(e.proof_deadline_ms, epoch3 + 180 * S - 10 * S);
+    assert_eq!((l.poet_round, l.publish_epoch), (3, 4));
+    assert_eq!(l.registration_deadline_ms, epoch3 + 40 * S);
+    assert_eq!(l.round_end_ms, epoch3 + 60 * S + 30 * S);
+    // A phase shorter than the grace period cannot be registered for in time.
+    assert!(matches!(
+        Clock::new(ClockParams::devnet().with_poet_schedule(3 * S, 10 * S)),
+        Err(ClockParamsError::GraceExceedsPhaseShift { .. })
+    ));
+}

@@ -38,6 +38,9 @@ pub struct IdentityView {
     /// `proof_verified`, `submitted` or `failed`.
     pub state: String,
     pub vrf_nonce: Option<u64>,
+    /// The phase shift (ms) of the PoETs the identity registers with; null until the smeshing
+    /// driver places it.
+    pub poet_phase_ms: Option<u64>,
     /// num_units x labels_per_unit.
     pub labels_total: u64,
     pub created_at: i64,
@@ -63,6 +66,7 @@ impl From<&Identity> for IdentityView {
             coinbase: i.coinbase.clone(),
             state: i.state.as_str().to_owned(),
             vrf_nonce: i.vrf_nonce,
+            poet_phase_ms: i.poet_phase_ms,
             labels_total: u64::from(i.num_units).saturating_mul(i.labels_per_unit),
             created_at: i.created_at,
             updated_at: i.updated_at,

@@ -6,7 +6,9 @@ use node_bridge::atx::{
     atx_id, poet_challenge, verify_atx_signature, ActivationTxV1, AtxId, Coinbase, Hash32,
     InnerActivationTxV1, MerkleProof, NIPost, NIPostChallengeV1, Post, PostMetadata, Scale,
 };
-use node_bridge::bridge::{AtxInfo, AtxSubmission, BridgeError, NodeBridge, PoetId, PoetRegistered};
+use node_bridge::bridge::{
+    AtxInfo, AtxSubmission, BridgeError, NodeBridge, PoetId, PoetInfo, PoetRegistered,
+};
 use node_bridge::clock::{BuilderTimeline, Clock};
 use node_bridge::poet::server::Registration;
 use node_bridge::poet::verify_membership;
@@ -23,6 +25,24 @@ pub struct IdentityParams {
     pub commitment_atx: AtxId,
     /// The PoST over the all-zero challenge; required while the identity has no ATX.
     pub initial_post: Option<Post>,
+    /// The round schedule of the PoETs it registers with; `None`: the node clock's.
+    pub poet_schedule: Option<PoetSchedule>,
+}
+
+/// The round schedule of a PoET (spec/devnet.md §1.2): PoETs with the same one form a phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PoetSchedule {
+    pub phase_shift_ms: u64,
+    pub cycle_gap_ms: u64,
+}
+
+impl PoetSchedule {
+    pub fn of(poet: &PoetInfo) -> Self {
+        PoetSchedule {
+            phase_shift_ms: poet.phase_shift_ms,
+            cycle_gap_ms: poet.cycle_gap_ms,
+        }
+    }
 }
 
 /// The challenge of one cycle, ready to register with the PoETs.
@@ -107,7 +127,10 @@ pub fn prepare_challenge<B: NodeBridge + ?Sized>(
             source: Box::new(source),
         }
     };
-    let params = bridge.clock_params().map_err(query("clock parameters"))?;
+    let mut params = bridge.clock_params().map_err(query("clock parameters"))?;
+    if let Some(p) = identity.poet_schedule {
+        params = params.with_poet_schedule(p.phase_shift_ms, p.cycle_gap_ms);
+    }
     let clock = Clock::new(params).map_err(|source| SmeshingError::ClockParams { node_id, source })?;
     let previous = bridge
         .previous_atx(node_id.as_bytes())
@@ -242,20 +265,31 @@ pub async fn prepare_challenge_durable<B: NodeBridge + ?Sized>(
 }
 
 /// Step 2: signs one PoET registration of `challenge_hash` (PoET domain, the node's genesis id)
-/// and sends it to every PoET the node lists. `deadline_ms` (unix ms; the timeline's
-/// `proof_deadline_ms`) goes with it. The per-PoET results come back in the node's order; one
-/// PoET refusing does not stop the others. Errors only when nothing could be sent at all.
+/// and sends it to the PoETs of the cycle's phase: with a `timeline`, those whose round
+/// `timeline.poet_round` starts at `timeline.registration_deadline_ms`, with the timeline's
+/// `proof_deadline_ms` as the registration's deadline; without one, every PoET the node lists.
+/// The per-PoET results come back in the node's order; one PoET refusing does not stop the
+/// others. Errors only when nothing could be sent at all.
 pub fn register<B: NodeBridge + ?Sized>(
     bridge: &B,
     keystore: &Keystore,
     node_id: NodeId,
     publish_epoch: u32,
     challenge_hash: Hash32,
-    deadline_ms: Option<u64>,
+    timeline: Option<&BuilderTimeline>,
 ) -> Result<Vec<PoetRegistrationResult>, SmeshingError> {
     let node = |step: &'static str| SmeshingError::node(node_id, publish_epoch, step);
     let genesis = bridge.genesis().map_err(node("genesis"))?;
-    let poets = bridge.poets().map_err(node("PoET list"))?;
+    let poets: Vec<PoetInfo> = bridge
+        .poets()
+        .map_err(node("PoET list"))?
+        .into_iter()
+        .filter(|p| {
+            timeline
+                .is_none_or(|t| p.round_start_ms(u64::from(t.poet_round)) == Some(t.registration_deadline_ms))
+        })
+        .collect();
+    let deadline_ms = timeline.map(|t| t.proof_deadline_ms);
     if poets.is_empty() {
         return Err(SmeshingError::NoPoets {
             node_id,
@@ -302,16 +336,9 @@ pub async fn register_durable<B: NodeBridge + ?Sized>(
     node_id: NodeId,
     publish_epoch: u32,
     challenge_hash: Hash32,
-    deadline_ms: Option<u64>,
+    timeline: Option<&BuilderTimeline>,
 ) -> Result<Vec<PoetRegistrationResult>, SmeshingError> {
-    let results = register(
-        bridge,
-        keystore,
-        node_id,
-        publish_epoch,
-        challenge_hash,
-        deadline_ms,
-    )?;
+    let results = register(bridge, keystore, node_id, publish_epoch, challenge_hash, timeline)?;
     let at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));

@@ -19,16 +19,17 @@ use std::time::Duration;
 
 use node_bridge::atx::{poet_challenge, Coinbase, NIPostChallengeV1, Post, Scale};
 use node_bridge::bridge::{AtxInfo, AtxSubmission, NodeBridge, PoetId, PoetRegistered};
-use node_bridge::clock::Clock;
+use node_bridge::clock::{BuilderTimeline, Clock, ClockParams};
 use node_bridge::vm::Address;
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
 use super::builder::{
     best_poet_proof, prepare_challenge_durable, publish, register_durable, AtxInputs, BestPoetProof,
-    IdentityParams, PoetRegistrationResult, PreparedChallenge,
+    IdentityParams, PoetRegistrationResult, PoetSchedule, PreparedChallenge,
 };
 use super::error::SmeshingError;
+use super::phase::{assign_phases, ProvingLoad};
 use crate::keystore::{Keystore, NodeId};
 use crate::store::{
     Identity, IdentityState, NewProvingRequest, PoetRegistrationOutcome, ProvingRequestState, Store,
@@ -170,6 +171,8 @@ pub struct Driver {
     due: HashMap<Uuid, u64>,
     /// The latest step of each identity, for the terminal and the dashboard.
     status: Arc<Mutex<HashMap<Uuid, Step>>>,
+    /// PoET phases (phase shift, ms) placed or changed since the identities were last read.
+    phases: HashMap<Uuid, u64>,
 }
 
 impl Driver {
@@ -182,6 +185,7 @@ impl Driver {
             cycles: HashMap::new(),
             due: HashMap::new(),
             status: Arc::default(),
+            phases: HashMap::new(),
         }
     }
 
@@ -256,6 +260,7 @@ impl Driver {
         let present: std::collections::HashSet<Uuid> = identities.iter().map(|i| i.id).collect();
         self.cycles.retain(|id, _| present.contains(id));
         self.due.retain(|id, _| present.contains(id));
+        self.phases.retain(|id, _| present.contains(id));
         Ok(out)
     }
 
@@ -287,8 +292,13 @@ impl Driver {
             }
         };
         let now = node.now().map_err(query("node time"))?.now_ms;
-        let clock = Clock::new(node.clock_params().map_err(query("clock parameters"))?)
-            .map_err(|source| SmeshingError::ClockParams { node_id, source })?;
+        let params = node.clock_params().map_err(query("clock parameters"))?;
+        let schedules = poet_schedules(&params, &node.poets().map_err(query("PoET list"))?);
+        let assigned = self.phase_of(ident, &schedules).await?;
+        let clock = Clock::new(assigned.map_or(params, |s| {
+            params.with_poet_schedule(s.phase_shift_ms, s.cycle_gap_ms)
+        }))
+        .map_err(|source| SmeshingError::ClockParams { node_id, source })?;
         let previous = node.previous_atx(&ident.node_id).map_err(query("previous ATX"))?;
 
         // A cycle is over once its ATX is the node's latest, or its publish epoch has ended.
@@ -311,19 +321,40 @@ impl Driver {
                     None => return Ok(Step::WaitingForInitialPost),
                 },
             };
-            let timeline = clock
-                .builder_timeline(now, previous.map(|p| p.publish_epoch))
-                .map_err(|source| SmeshingError::Timeline { node_id, source })?;
+            let (schedule, timeline) =
+                next_cycle(&clock, &params, &schedules, assigned, now, previous.as_ref())
+                    .map_err(|source| SmeshingError::Timeline { node_id, source })?;
             if now < timeline.register_at_ms {
                 return Ok(Step::WaitingToRegister {
                     publish_epoch: timeline.publish_epoch,
                     register_at_ms: timeline.register_at_ms,
                 });
             }
+            if let Some(s) = schedule.filter(|s| Some(*s) != assigned) {
+                // Its own phase's round has started: the next phase's round is this cycle's, and
+                // from now on the identity's phase (going back would cost an epoch).
+                self.store
+                    .set_poet_phase(ident.id, s.phase_shift_ms, crate::reconcile::now_ms())
+                    .await
+                    .map_err(SmeshingError::store(
+                        node_id,
+                        timeline.publish_epoch,
+                        "set PoET phase",
+                    ))?;
+                self.phases.insert(ident.id, s.phase_shift_ms);
+                tracing::info!(
+                    identity = %ident.name,
+                    from_ms = assigned.map(|a| a.phase_shift_ms),
+                    to_ms = s.phase_shift_ms,
+                    publish_epoch = timeline.publish_epoch,
+                    "registering in another PoET phase: its own phase's round has started"
+                );
+            }
             let params = IdentityParams {
                 node_id,
                 commitment_atx,
                 initial_post,
+                poet_schedule: schedule,
             };
             let prepared = match prepare_challenge_durable(node.as_ref(), &self.store, &params, now).await {
                 Ok(p) => p,
@@ -394,7 +425,7 @@ impl Driver {
                 node_id,
                 epoch,
                 cycle.prepared.challenge_hash,
-                Some(timeline.proof_deadline_ms),
+                Some(&timeline),
             )
             .await?;
             let accepted = cycle.accepted();
@@ -685,6 +716,95 @@ impl Driver {
         Ok(None)
     }
 
+    /// The identity's PoET phase: its recorded one while a PoET of that phase is listed;
+    /// otherwise every initialized identity without one is placed now ([`assign_phases`]) and the
+    /// result recorded. `None` when the node lists no usable PoET schedule.
+    async fn phase_of(
+        &mut self,
+        ident: &Identity,
+        schedules: &[PoetSchedule],
+    ) -> Result<Option<PoetSchedule>, SmeshingError> {
+        let find = |phase: Option<u64>| {
+            phase.and_then(|p| schedules.iter().copied().find(|s| s.phase_shift_ms == p))
+        };
+        let known = self.phases.get(&ident.id).copied().or(ident.poet_phase_ms);
+        if let Some(s) = find(known) {
+            return Ok(Some(s));
+        }
+        if schedules.is_empty() {
+            return Ok(None);
+        }
+        self.place_identities(ident, schedules).await?;
+        Ok(find(self.phases.get(&ident.id).copied()))
+    }
+
+    /// Places every initialized identity that has no usable phase (`ident` among them) so that
+    /// the bytes each disk reads per cycle gap are spread over the phases.
+    async fn place_identities(
+        &mut self,
+        ident: &Identity,
+        schedules: &[PoetSchedule],
+    ) -> Result<(), SmeshingError> {
+        let node_id = NodeId::from_bytes(ident.node_id);
+        let store_err = |step| SmeshingError::store(node_id, 0, step);
+        let phases: Vec<u64> = schedules.iter().map(|s| s.phase_shift_ms).collect();
+        let identities: Vec<Identity> = self
+            .store
+            .list_identities()
+            .await
+            .map_err(store_err("list identities"))?
+            .into_iter()
+            .filter(|i| i.state.is_initialized() || i.id == ident.id)
+            .collect();
+        let ids: Vec<Uuid> = identities.iter().map(|i| i.id).collect();
+        let (files, _) = self
+            .store
+            .list_files_and_ranges_of(&ids)
+            .await
+            .map_err(store_err("list identity files"))?;
+        let mut loads: HashMap<Uuid, ProvingLoad> = HashMap::new();
+        for i in &identities {
+            let Ok(layout) = post::data::Layout::new(i.num_units, i.labels_per_unit, i.max_file_size) else {
+                continue;
+            };
+            let load = loads.entry(i.id).or_insert_with(|| ProvingLoad {
+                identity: i.id,
+                bytes_by_disk: Default::default(),
+            });
+            for f in files.iter().filter(|f| f.identity_id == i.id) {
+                let bytes = load
+                    .bytes_by_disk
+                    .entry((f.worker_id, f.disk_id.clone()))
+                    .or_default();
+                *bytes = bytes.saturating_add(layout.file_size(f.file_index));
+            }
+            if load.bytes_by_disk.is_empty() {
+                // Files not placed (imported data): its whole size on a disk of its own.
+                load.bytes_by_disk
+                    .insert((None, Some(i.id.to_string())), layout.total_bytes());
+            }
+        }
+        let mut placed = Vec::new();
+        let mut unplaced = Vec::new();
+        for i in &identities {
+            let Some(load) = loads.remove(&i.id) else { continue };
+            match self.phases.get(&i.id).copied().or(i.poet_phase_ms) {
+                Some(p) if phases.contains(&p) => placed.push((load, p)),
+                _ => unplaced.push(load),
+            }
+        }
+        let now = crate::reconcile::now_ms();
+        for (id, phase) in assign_phases(&phases, &placed, &unplaced) {
+            self.store
+                .set_poet_phase(id, phase, now)
+                .await
+                .map_err(store_err("set PoET phase"))?;
+            self.phases.insert(id, phase);
+            tracing::info!(identity = %id, phase_ms = phase, "placed in a PoET phase");
+        }
+        Ok(())
+    }
+
     /// Records the identity's state (best effort: the state is for people, the cycle is not
     /// driven by it).
     async fn set_state(&self, ident: &Identity, state: IdentityState) {
@@ -692,5 +812,57 @@ impl Driver {
         if let Err(e) = self.store.update_identity_state(ident.id, state, None, now).await {
             tracing::warn!(identity = %ident.name, error = %e, "could not record the identity's state");
         }
+    }
+}
+
+/// The distinct round schedules of the node's PoETs, in the node's order, that fit its clock
+/// (cycle = epoch, a phase that leaves the grace period before the first round).
+fn poet_schedules(params: &ClockParams, poets: &[node_bridge::bridge::PoetInfo]) -> Vec<PoetSchedule> {
+    let mut out: Vec<PoetSchedule> = Vec::new();
+    for p in poets {
+        let s = PoetSchedule::of(p);
+        let fits = params.epoch_duration_ms() == Some(p.cycle_ms)
+            && params
+                .with_poet_schedule(s.phase_shift_ms, s.cycle_gap_ms)
+                .validate()
+                .is_ok();
+        if fits && !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// The next cycle at `now`: in the identity's phase, unless the identity has an ATX and another
+/// phase's round takes the registration for an earlier publish epoch (its own round has started:
+/// "a missed round retries in the next phase"). Without schedules, `clock`'s.
+fn next_cycle(
+    clock: &Clock,
+    params: &ClockParams,
+    schedules: &[PoetSchedule],
+    assigned: Option<PoetSchedule>,
+    now: u64,
+    previous: Option<&AtxInfo>,
+) -> Result<(Option<PoetSchedule>, BuilderTimeline), node_bridge::clock::ClockError> {
+    let prev = previous.map(|p| p.publish_epoch);
+    let mut best: Option<(Option<PoetSchedule>, BuilderTimeline)> = None;
+    // A first cycle waits for its own phase: nothing is missed yet, and a move would be for
+    // good (the spread the placement made would be lost to the time init happened to end).
+    let first = previous.is_none() && assigned.is_some();
+    for s in schedules.iter().filter(|s| !first || Some(**s) == assigned) {
+        let Ok(clock) = Clock::new(params.with_poet_schedule(s.phase_shift_ms, s.cycle_gap_ms)) else {
+            continue;
+        };
+        let t = clock.builder_timeline(now, prev)?;
+        let better = best.as_ref().is_none_or(|(bs, bt)| {
+            (t.publish_epoch, Some(*s) != assigned) < (bt.publish_epoch, *bs != assigned)
+        });
+        if better {
+            best = Some((Some(*s), t));
+        }
+    }
+    match best {
+        Some(b) => Ok(b),
+        None => Ok((None, clock.builder_timeline(now, prev)?)),
     }
 }

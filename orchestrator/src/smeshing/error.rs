@@ -93,8 +93,10 @@ pub enum SmeshingError {
         #[source]
         source: Box<KeystoreError>,
     },
-    /// The node lists no PoET.
-    #[error("identity {node_id}, publish epoch {publish_epoch}: the node lists no PoET")]
+    /// The node lists no PoET (of the cycle's phase).
+    #[error(
+        "identity {node_id}, publish epoch {publish_epoch}: the node lists no PoET for this cycle's round"
+    )]
     NoPoets { node_id: NodeId, publish_epoch: u32 },
     /// No PoET accepted the identity's registration.
     #[error("identity {node_id}, publish epoch {publish_epoch}: no PoET accepted the registration")]

@@ -8,8 +8,8 @@
 //! 1. [`prepare_challenge`]: the builder timeline, the positioning ATX and the identity's previous
 //!    ATX give the [`NIPostChallengeV1`](node_bridge::atx::NIPostChallengeV1) (initial: sequence 0,
 //!    commitment ATX and initial PoST; otherwise previous + 1) and its PoET challenge hash;
-//! 2. [`register`]: one PoET-domain signature over the challenge hash, sent to every PoET the node
-//!    lists; one PoET failing does not stop the others;
+//! 2. [`register`]: one PoET-domain signature over the challenge hash, sent to every PoET of the
+//!    cycle's phase; one PoET failing does not stop the others;
 //! 3. [`best_poet_proof`]: once the round has ended, the proof with the most leaves among the PoETs
 //!    that accepted the registration, with the identity's membership proof;
 //! 4. the caller proves PoST over [`BestPoetProof::proof_ref`] (workers, in the real pipeline);
@@ -30,10 +30,12 @@
 mod builder;
 mod driver;
 mod error;
+pub mod phase;
 
 pub use builder::{
     best_poet_proof, prepare_challenge, prepare_challenge_durable, publish, register, register_durable,
-    AtxInputs, BestPoetProof, IdentityParams, PoetRegistrationResult, PreparedChallenge, Published,
+    AtxInputs, BestPoetProof, IdentityParams, PoetRegistrationResult, PoetSchedule, PreparedChallenge,
+    Published,
 };
 pub use driver::{Driver, Step, INITIAL_POST_EPOCH};
 pub use error::{PoetFailure, SmeshingError};

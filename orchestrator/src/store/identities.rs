@@ -10,7 +10,7 @@ use super::types::{Identity, IdentityState, IdentityUpdate, NewIdentity};
 use super::{decode_all, Store};
 
 pub(super) const COLS: &str = "id, name, node_id, num_units, labels_per_unit, max_file_size, scrypt_n, \
-                    commitment_atx_id, coinbase, state, vrf_nonce, created_at, updated_at";
+                    commitment_atx_id, coinbase, state, vrf_nonce, poet_phase_ms, created_at, updated_at";
 
 pub(crate) fn from_row(row: &AnyRow) -> Result<Identity, StoreError> {
     Ok(Identity {
@@ -25,6 +25,7 @@ pub(crate) fn from_row(row: &AnyRow) -> Result<Identity, StoreError> {
         coinbase: col(row, "coinbase")?,
         state: sql::text_enum(row, "state")?,
         vrf_nonce: sql::opt_u64(row, "vrf_nonce")?,
+        poet_phase_ms: sql::opt_u64(row, "poet_phase_ms")?,
         created_at: col(row, "created_at")?,
         updated_at: col(row, "updated_at")?,
     })
@@ -63,7 +64,7 @@ impl Store {
             return Err(StoreError::invalid("scrypt_n", "must be positive"));
         }
         let row = sqlx::query(&format!(
-            "INSERT INTO identities ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $11) \
+            "INSERT INTO identities ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL, $11, $11) \
              RETURNING {COLS}"
         ))
         .bind(Uuid::new_v4().to_string())
@@ -252,6 +253,22 @@ impl Store {
         // Not kept: say why an unknown identity was not.
         self.get_identity(id).await?;
         Ok(false)
+    }
+
+    /// Records the PoET phase (phase shift, ms) the identity smeshes in.
+    pub async fn set_poet_phase(&self, id: Uuid, phase_ms: u64, now: i64) -> Result<(), StoreError> {
+        let phase = to_i64("poet_phase_ms", phase_ms)?;
+        let done = sqlx::query("UPDATE identities SET poet_phase_ms = $2, updated_at = $3 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(phase)
+            .bind(now)
+            .execute(self.writer())
+            .await
+            .map_err(StoreError::map("set PoET phase"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found("identity", id));
+        }
+        Ok(())
     }
 
     /// Deletes an identity with its file placements, init progress and finished jobs. Refused

@@ -169,6 +169,8 @@ pub struct Identity {
     pub coinbase: Option<String>,
     pub state: IdentityState,
     pub vrf_nonce: Option<u64>,
+    /// The PoET phase (phase shift, ms) the identity smeshes in; `None` until placed.
+    pub poet_phase_ms: Option<u64>,
     pub created_at: i64,
     pub updated_at: i64,
 }
