@@ -1,10 +1,11 @@
 //! `smeshfleet up` end to end, as a user runs it: one real process holding the embedded devnet,
 //! the coordinator and a local worker. Two identities are created, initialized on the CPU, prove
-//! their initial PoST, register with both PoETs, prove over the PoET proof and publish ATXs in two
-//! consecutive epochs; the node pays their coinbase, and a spend from the coinbase wallet (spawn,
-//! then spend, signed with the devnet wallet key `up` keeps in its data directory) is applied.
-//! Ctrl-C (SIGINT) stops it cleanly, and a second `up` on the same directory continues with the
-//! same identities.
+//! their initial PoST, are spread over the devnet's two PoET phases, register, prove over the PoET
+//! proof and publish ATXs in two consecutive epochs; the node pays their coinbase, and a spend
+//! from the coinbase wallet (spawn, then spend, signed with the devnet wallet key `up` keeps in
+//! its data directory) is applied. Ctrl-C (SIGINT) stops it cleanly, and a second `up` on the same
+//! directory continues: the same identities and worker, the same chain (ATXs, the wallet's nonce,
+//! the spend), and a new ATX on top of it.
 
 #[path = "support/http.rs"]
 mod http;
@@ -93,6 +94,7 @@ async fn up_smeshes_two_identities_through_two_epochs_earns_and_spends() {
         },
     )
     .await;
+    let mut atxs_before_stop = Vec::new();
     for ident in &identities {
         let node_id = ident["node_id"].as_str().expect("node id");
         let atxs = get_json(
@@ -111,8 +113,33 @@ async fn up_smeshes_two_identities_through_two_epochs_earns_and_spends() {
             epochs.windows(2).any(|w| w[1] == w[0] + 1),
             "ATXs in two consecutive epochs: {epochs:?}"
         );
-        assert_eq!(ident["state"], "submitted", "{ident}");
+        atxs_before_stop.extend(
+            atxs.as_array()
+                .expect("atxs")
+                .iter()
+                .map(|a| a["id"].as_str().expect("atx id").to_owned()),
+        );
+        // Smeshing on: between two cycles, or already in the next one.
+        let state = ident["state"].as_str().expect("state");
+        assert!(
+            [
+                "submitted",
+                "waiting_for_challenge",
+                "k2pow",
+                "proving",
+                "proof_verified"
+            ]
+            .contains(&state),
+            "{ident}"
+        );
     }
+    // The devnet's two PoETs have different phases: the two identities are spread over them.
+    let mut phases: Vec<u64> = identities
+        .iter()
+        .map(|i| i["poet_phase_ms"].as_u64().expect("placed in a PoET phase"))
+        .collect();
+    phases.sort_unstable();
+    assert_eq!(phases, vec![20_000, 40_000], "{identities:?}");
 
     // The coinbase wallet (its key is the devnet wallet `up` made) spends what it earned.
     let key_hex = std::fs::read_to_string(dir.join("devnet-wallet.key")).expect("wallet key");
@@ -217,6 +244,50 @@ async fn up_smeshes_two_identities_through_two_epochs_earns_and_spends() {
             let ws = w.as_array().cloned().unwrap_or_default();
             let back = ws.len() == 1 && ws[0]["state"] == "online";
             (back.then_some(()), w)
+        },
+    )
+    .await;
+    // The chain is kept: the ATXs, the wallet's nonce and the spend are still there...
+    let base2 = format!("http://127.0.0.1:{port}");
+    let chain_atxs = async || -> Vec<String> {
+        let mut ids = Vec::new();
+        for node_id in &now {
+            let v = get_json(
+                &http,
+                &format!("{base2}/api/v1/node/atxs?smesher={node_id}"),
+                TOKEN,
+            )
+            .await;
+            ids.extend(
+                v.as_array()
+                    .expect("atxs")
+                    .iter()
+                    .map(|a| a["id"].as_str().expect("atx id").to_owned()),
+            );
+        }
+        ids
+    };
+    let kept = chain_atxs().await;
+    for id in &atxs_before_stop {
+        assert!(kept.contains(id), "ATX {id} lost by the restart: {kept:?}");
+    }
+    let account = get_json(
+        &http,
+        &format!("{base2}/api/v1/node/accounts/{wallet_text}"),
+        TOKEN,
+    )
+    .await;
+    assert_eq!(account["next_nonce"], 2, "{account}");
+    let tx = get_json(&http, &format!("{base2}/api/v1/node/transactions/{spend}"), TOKEN).await;
+    assert_eq!(tx["status"], "applied", "{tx}");
+    // ... and smeshing goes on from it: a new ATX, built on an ATX of the first run.
+    wait(
+        "an ATX published after the restart",
+        Duration::from_secs(240),
+        async || {
+            let ids = chain_atxs().await;
+            let more = ids.len() > kept.len();
+            (more.then_some(()), json!(ids))
         },
     )
     .await;

@@ -5,9 +5,10 @@
 //!
 //! Everything lives in the data directory: the coordinator's database and keystore, the worker's
 //! enrollment and PoST data, the devnet's genesis (`devnet.json`) and the devnet wallet that is
-//! every identity's coinbase (`devnet-wallet.key`, 0600). A second `up` on the same directory
-//! continues: the same genesis, identities, keys, data and proofs. The devnet's chain (ATXs,
-//! balances) is held in memory and starts again with each run.
+//! every identity's coinbase (`devnet-wallet.key`, 0600), and the devnet's chain (`devnet/`: a
+//! snapshot saved every few seconds and at the end, and a journal of every input since, see
+//! node-bridge's `devnet::persist`). A second `up` on the same directory continues: the same
+//! genesis, chain (ATXs, PoET rounds, balances, rewards), identities, keys, data and proofs.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,12 +29,16 @@ use crate::api::{ApiConfig, AppState};
 use crate::keystore::KdfParams;
 use crate::reconcile::ReconcileConfig;
 use crate::service::{self, CoordinatorOptions, NodeAttachment, SmeshingStatus};
-use crate::store::{IdentityState, NewIdentity};
+use crate::store::{IdentityState, JobKind, JobState, NewIdentity};
 
 /// The bech32 prefix of the devnet's addresses.
 pub const DEVNET_HRP: &str = node_bridge::vm::address::HRP_STANDALONE;
 /// The devnet's genesis, kept so that a second `up` continues on the same network.
 pub const DEVNET_FILE: &str = "devnet.json";
+/// The devnet's chain: its snapshot and journal.
+pub const DEVNET_DIR: &str = "devnet";
+/// Ticks (250 ms) between two snapshots of the devnet's chain.
+const SAVE_EVERY_TICKS: u32 = 20;
 /// The devnet wallet's secret key (hex), every `up` identity's coinbase.
 pub const WALLET_KEY_FILE: &str = "devnet-wallet.key";
 
@@ -110,10 +115,16 @@ async fn up(
         "starting the embedded devnet (genesis {}, {} ms layers, {} layers per epoch)",
         config.clock.genesis_ms, config.clock.layer_duration_ms, config.clock.layers_per_epoch
     );
-    let devnet = tokio::task::spawn_blocking(move || Devnet::new(config))
+    let chain_dir = args.data_dir.join(DEVNET_DIR);
+    let devnet = tokio::task::spawn_blocking(move || Devnet::open(config, &chain_dir))
         .await
         .context("starting the devnet")?
-        .context("starting the devnet")?;
+        .with_context(|| {
+            format!(
+                "opening the devnet's chain in {}",
+                args.data_dir.join(DEVNET_DIR).display()
+            )
+        })?;
     let devnet = Arc::new(devnet);
     devnet.advance(now_ms()).context("advancing the devnet to now")?;
 
@@ -275,6 +286,14 @@ async fn up(
     let coordinator_result = coordinator.await;
     let _ = display.await;
     let _ = ticker.await;
+    let d = devnet.clone();
+    match tokio::task::spawn_blocking(move || d.save()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "the devnet's last snapshot failed; its journal keeps the chain")
+        }
+        Err(e) => tracing::warn!(error = %e, "the devnet's last snapshot did not run"),
+    }
     match worker_result {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(e.context("the local worker failed")),
@@ -303,17 +322,30 @@ async fn wait_for_stop(mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Moves the devnet's time along with the wall clock.
+/// Moves the devnet's time along with the wall clock, and saves its snapshot every
+/// [`SAVE_EVERY_TICKS`] ticks (a failed save is logged: the journal still holds the chain).
 async fn tick_devnet(devnet: Arc<Devnet>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks: u32 = 0;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
+        ticks = ticks.wrapping_add(1);
+        let save = ticks.is_multiple_of(SAVE_EVERY_TICKS);
         let d = devnet.clone();
-        match tokio::task::spawn_blocking(move || d.advance(now_ms())).await {
+        let step = move || {
+            d.advance(now_ms())?;
+            if save {
+                if let Err(e) = d.save() {
+                    tracing::warn!(error = %e, "the devnet's snapshot failed; its journal keeps the chain");
+                }
+            }
+            Ok::<(), node_bridge::devnet::DevnetError>(())
+        };
+        match tokio::task::spawn_blocking(step).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "the devnet could not advance");
@@ -433,7 +465,7 @@ async fn join_token(state: &AppState) -> anyhow::Result<String> {
     Ok(token)
 }
 
-/// Progress bars for init, a line per identity step and per epoch; stops everything once every
+/// Progress bars for init and proving, a line per identity step and per epoch; stops everything once every
 /// identity has `until_atxs` ATXs accepted.
 async fn show_progress(
     state: AppState,
@@ -463,7 +495,11 @@ async fn show_progress(
     let style =
         ProgressStyle::with_template("{msg:12} init [{elapsed_precise}] {wide_bar} {pos}/{len} labels")
             .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let prove_style =
+        ProgressStyle::with_template("{msg:12} prove [{elapsed_precise}] {wide_bar} {pos}/{len} labels read")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
     let mut bars: Vec<Option<ProgressBar>> = vec![None; ids.len()];
+    let mut prove_bars: Vec<Option<ProgressBar>> = vec![None; ids.len()];
     let mut last_steps: std::collections::HashMap<uuid::Uuid, String> = Default::default();
     let mut last_epoch = None;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -475,13 +511,45 @@ async fn show_progress(
         let store = state.store();
         let mut names = std::collections::HashMap::new();
         let mut node_ids = Vec::new();
+        // Labels read by each identity's running proof pass (workers report it with the lease).
+        let reading: std::collections::HashMap<uuid::Uuid, u64> = store
+            .list_live_jobs()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|j| j.kind == JobKind::Prove && j.state == JobState::Leased)
+            .map(|j| {
+                let done = j
+                    .progress
+                    .as_ref()
+                    .and_then(|p| p.get("done"))
+                    .and_then(serde_json::Value::as_u64)
+                    .unwrap_or(0);
+                (j.identity_id, done)
+            })
+            .collect();
         for (k, id) in ids.iter().enumerate() {
             let Ok(ident) = store.get_identity(*id).await else {
                 continue;
             };
+            let total = u64::from(ident.num_units) * ident.labels_per_unit;
+            match (&prove_bars[k], reading.get(id)) {
+                (None, Some(done)) => {
+                    let pb = multi.add(ProgressBar::new(total));
+                    pb.set_style(prove_style.clone());
+                    pb.set_message(ident.name.clone());
+                    pb.set_position((*done).min(total));
+                    prove_bars[k] = Some(pb);
+                }
+                (Some(pb), Some(done)) => pb.set_position((*done).min(total)),
+                (Some(pb), None) => {
+                    pb.finish_and_clear();
+                    prove_bars[k] = None;
+                }
+                (None, None) => {}
+            }
             names.insert(*id, ident.name.clone());
             node_ids.push(ident.node_id);
-            let total = u64::from(ident.num_units) * ident.labels_per_unit;
             let done = store.labels_done(*id).await.unwrap_or(0);
             let initializing = matches!(ident.state, IdentityState::Created | IdentityState::Initializing);
             match (&bars[k], initializing) {
@@ -540,7 +608,7 @@ async fn show_progress(
             }
         }
     }
-    for pb in bars.into_iter().flatten() {
+    for pb in bars.into_iter().chain(prove_bars).flatten() {
         pb.abandon();
     }
 }
