@@ -27,10 +27,13 @@ pub use ids::{
     atx_id, genesis_id, golden_atx, poet_challenge, signing_bytes, verify_atx_signature, GenesisId,
     ATX_DOMAIN,
 };
-pub use malfeasance::{InvalidPrevAtxProof, MalfeasanceError, MalfeasanceProof, MultipleAtxsProof};
+pub use malfeasance::{
+    InvalidPostIndexProof, InvalidPrevAtxProof, MalfeasanceError, MalfeasanceProof, MultipleAtxsProof,
+    PostCheck,
+};
 pub use store::{AtxStore, Ingested, StoreError};
 pub use validate::{
-    validate_atx_v1, AtxError, AtxLookup, AtxParams, PoetProofInfo, ValidatedAtx, ValidationContext,
+    validate_atx_v1, AtxError, AtxLookup, AtxParams, PoetProofInfo, PostKind, ValidatedAtx, ValidationContext,
 };
 pub use wire::{
     ActivationTxV1, AtxId, Coinbase, Epoch, Hash32, InnerActivationTxV1, MerkleProof, NIPost,

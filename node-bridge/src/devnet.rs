@@ -19,7 +19,9 @@
 //!
 //! ATXs are validated fully by [`validate_atx_v1`] (signature, syntax, dependencies, PoET
 //! membership, VRF nonce, initial PoST and NIPoST with real k2pow checks by a light-mode
-//! RandomX from `post`), then ingested by [`AtxStore`], which flags equivocating identities.
+//! RandomX from `post`), then ingested by [`AtxStore`], which flags equivocating identities; an
+//! ATX rejected because its NIPoST PoST fails the difficulty check at one index flags its
+//! identity too (an InvalidPostIndex proof, checked at that index).
 //!
 //! **Simplifications.**
 //! - Eligibility VRF: the real ECVRF over the node key needs the identity's private key, which

@@ -1,6 +1,6 @@
 //! Fleet init throughput against `smeshfleet post init` alone, with real processes on this machine.
 //!
-//! `cargo bench -p orchestrator --bench fleet_init` (or `scripts/bench-fleet-init.sh`).
+//! `cargo bench -p orchestrator --bench fleet_init`.
 //!
 //! 1. `smeshfleet post init` of one identity, all cores: the reference rate.
 //! 2. For k = 1, 2, 3 CPU workers: a coordinator (SQLite, `--reconcile-seconds 1`) and k workers
@@ -15,7 +15,9 @@
 //! Environment: `FLEET_INIT_UNITS` (4), `FLEET_INIT_LABELS_PER_UNIT` (32768), `FLEET_INIT_FILE_LABELS`
 //! (16384 labels per file), `FLEET_INIT_SCRYPT_N` (8192, mainnet), `FLEET_INIT_WORKERS` ("1,2,3"),
 //! `FLEET_INIT_STREAM` (0; 1: every worker runs `--stream-listen 127.0.0.1:0`, so that workers
-//! without the identity's files stream their labels to the one with them).
+//! without the identity's files stream their labels to the one with them), `FLEET_INIT_REPEAT` (1;
+//! N: N repetitions, each the reference then every fleet run, and a table of medians: this
+//! machine's run-to-run noise is larger than the 5% goal).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -48,6 +50,7 @@ struct Cfg {
     scrypt_n: u32,
     workers: Vec<usize>,
     stream: bool,
+    repeat: usize,
 }
 
 /// A child process killed when dropped (a failed run leaves nothing behind).
@@ -82,6 +85,16 @@ fn spawn_until(cmd: &mut Command, ready: &str) -> Result<(Guard, String)> {
     std::thread::spawn(move || for _ in lines {});
     let line = found.ok_or_else(|| anyhow!("the process never printed {ready:?}"))?;
     Ok((guard, line))
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 fn free_port() -> Result<u16> {
@@ -300,6 +313,7 @@ fn main() -> Result<()> {
         file_labels: env_or("FLEET_INIT_FILE_LABELS", 16384)?,
         scrypt_n: env_or("FLEET_INIT_SCRYPT_N", 8192)?,
         stream: env_or("FLEET_INIT_STREAM", 0u8)? != 0,
+        repeat: env_or("FLEET_INIT_REPEAT", 1usize)?.max(1),
         workers: workers
             .split(',')
             .map(|s| {
@@ -338,45 +352,86 @@ fn main() -> Result<()> {
         .prefix("smeshfleet-fleet-init-bench-")
         .tempdir()
         .context("temporary directory")?;
-    let ref_dir = tmp.path().join("reference");
-    let ref_d = reference(&cfg, &ref_dir)?;
-    let ref_rate = labels as f64 / ref_d.as_secs_f64();
-    let want = data_files(&ref_dir)?;
-    println!("| run | threads per worker | time s | labels/s | vs post init | data equal |");
-    println!("|---|---:|---:|---:|---:|---|");
-    println!(
-        "| `smeshfleet post init` | {} | {:.1} | {ref_rate:.0} | 100.0% | (reference) |",
-        cores(),
-        ref_d.as_secs_f64()
-    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .context("async runtime")?;
-    for &k in &cfg.workers {
-        let dir = tmp.path().join(format!("fleet{k}"));
-        let d = rt.block_on(fleet(&cfg, k, &dir))?;
-        let rate = labels as f64 / d.as_secs_f64();
-        let mut got = Vec::new();
-        for w in 0..k {
-            got.extend(data_files(&dir.join(format!("disk{w}")))?);
-        }
-        got.sort();
-        let equal = got == want;
+    println!("| repetition | run | threads per worker | time s | labels/s | vs post init | data equal |");
+    println!("|---:|---|---:|---:|---:|---:|---|");
+    // Per worker count: (fleet time, fleet rate / the same repetition's reference rate).
+    let mut results: Vec<(usize, Vec<(f64, f64)>)> = cfg.workers.iter().map(|&k| (k, Vec::new())).collect();
+    let mut ref_times = Vec::new();
+    for r in 1..=cfg.repeat {
+        // The reference and the fleet runs of one repetition back to back, so that a machine that
+        // drifts between repetitions moves both.
+        let rep_dir = tmp.path().join(format!("rep{r}"));
+        let ref_dir = rep_dir.join("reference");
+        let ref_d = reference(&cfg, &ref_dir)?;
+        ref_times.push(ref_d.as_secs_f64());
+        let ref_rate = labels as f64 / ref_d.as_secs_f64();
+        let want = data_files(&ref_dir)?;
         println!(
-            "| coordinator + {k} worker{} | {} | {:.1} | {rate:.0} | {:.1}% | {} |",
-            if k == 1 { "" } else { "s" },
-            (cores() / k).max(1),
-            d.as_secs_f64(),
-            rate / ref_rate * 100.0,
-            if equal { "yes" } else { "NO" }
+            "| {r} | `smeshfleet post init` | {} | {:.1} | {ref_rate:.0} | 100.0% | (reference) |",
+            cores(),
+            ref_d.as_secs_f64()
         );
-        if !equal {
-            bail!(
-                "the fleet's data differs from post init's ({} files vs {})",
-                got.len(),
-                want.len()
+        for (k, runs) in results.iter_mut() {
+            let k = *k;
+            let dir = rep_dir.join(format!("fleet{k}"));
+            let d = rt.block_on(fleet(&cfg, k, &dir))?;
+            let rate = labels as f64 / d.as_secs_f64();
+            let mut got = Vec::new();
+            for w in 0..k {
+                got.extend(data_files(&dir.join(format!("disk{w}")))?);
+            }
+            got.sort();
+            let equal = got == want;
+            println!(
+                "| {r} | coordinator + {k} worker{} | {} | {:.1} | {rate:.0} | {:.1}% | {} |",
+                if k == 1 { "" } else { "s" },
+                (cores() / k).max(1),
+                d.as_secs_f64(),
+                rate / ref_rate * 100.0,
+                if equal { "yes" } else { "NO" }
+            );
+            if !equal {
+                bail!(
+                    "the fleet's data differs from post init's ({} files vs {})",
+                    got.len(),
+                    want.len()
+                );
+            }
+            runs.push((d.as_secs_f64(), rate / ref_rate));
+        }
+        // Keep the disk use to one repetition's data.
+        std::fs::remove_dir_all(&rep_dir).with_context(|| format!("removing {}", rep_dir.display()))?;
+    }
+    if cfg.repeat > 1 {
+        println!();
+        println!(
+            "Medians over {} repetitions (vs post init: the median of each repetition's own ratio):",
+            cfg.repeat
+        );
+        println!();
+        println!("| run | median time s | median vs post init | lowest - highest |");
+        println!("|---|---:|---:|---:|");
+        println!(
+            "| `smeshfleet post init` | {:.1} | 100.0% | {:.1} - {:.1} s |",
+            median(&ref_times),
+            ref_times.iter().copied().fold(f64::INFINITY, f64::min),
+            ref_times.iter().copied().fold(0.0, f64::max)
+        );
+        for (k, runs) in &results {
+            let times: Vec<f64> = runs.iter().map(|r| r.0).collect();
+            let ratios: Vec<f64> = runs.iter().map(|r| r.1 * 100.0).collect();
+            println!(
+                "| coordinator + {k} worker{} | {:.1} | {:.1}% | {:.1}% - {:.1}% |",
+                if *k == 1 { "" } else { "s" },
+                median(&times),
+                median(&ratios),
+                ratios.iter().copied().fold(f64::INFINITY, f64::min),
+                ratios.iter().copied().fold(0.0, f64::max)
             );
         }
     }

@@ -1,22 +1,31 @@
 //! ATX malfeasance v1 (spec/devnet.md §4, spec/node.md §2.7): MultipleATXs (type 1, two
-//! different ATXs of one smesher in one publish epoch) and InvalidPrevATX (type 5, two
+//! different ATXs of one smesher in one publish epoch), InvalidPostIndex (type 4, an ATX whose
+//! NIPoST PoST has an index that fails the difficulty check) and InvalidPrevATX (type 5, two
 //! different ATXs of one smesher naming the same previous ATX; two initial ATXs count, their
 //! previous being the empty id).
 //!
 //! Wire forms (best reading of go-spacemesh's `malfeasance/wire`, not in the spec):
 //! `AtxProofMsg = {InnerMsg: ATXMetadata{PublishEpoch compact, MsgHash [32]}, SmesherID [32],
 //! Signature [64]}`, `AtxProof = {Messages [2]AtxProofMsg}` (a fixed array: no length),
+//! `InvalidPostIndexProof = {Atx ActivationTxV1, InvalidIdx compact u32}`,
 //! `InvalidPrevATXProof = {Atx1, Atx2 ActivationTxV1}`. The outer gossip container
 //! (`MalfeasanceProof{Layer, Proof{Type, Data}}`) is not implemented here; [`MalfeasanceProof`]
 //! encodes as the type byte followed by the proof.
 
+use post::pow::PowVerifier;
+use post::proof::ProofMetadata;
+use post::verify::{verify, Mode, VerifyError, VerifyOptions};
+
 use crate::codec::{DecodeError, Decoder, Encoder};
 
 use super::ids::{metadata_signing_bytes, verify_atx_signature, verify_signature, GenesisId};
+use super::validate::AtxParams;
 use super::wire::{ActivationTxV1, AtxId, AtxMetadata, Epoch, NodeId, Scale};
 
 /// v1 type byte of a MultipleATXs proof.
 pub const MULTIPLE_ATXS: u8 = 1;
+/// v1 type byte of an InvalidPostIndex proof.
+pub const INVALID_POST_INDEX: u8 = 4;
 /// v1 type byte of an InvalidPrevATX proof.
 pub const INVALID_PREV_ATX: u8 = 5;
 
@@ -80,10 +89,28 @@ pub struct InvalidPrevAtxProof {
     pub atx2: ActivationTxV1,
 }
 
+/// A signed ATX whose NIPoST PoST fails the difficulty check at position `invalid_idx` of its
+/// indices.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct InvalidPostIndexProof {
+    pub atx: ActivationTxV1,
+    pub invalid_idx: u32,
+}
+
+/// What checking an [`InvalidPostIndexProof`] needs besides the proof: the network's PoST
+/// parameters, the identity's commitment ATX (its data's) and a k2pow verifier.
+#[derive(Clone, Copy)]
+pub struct PostCheck<'a> {
+    pub params: &'a AtxParams,
+    pub commitment_atx_id: AtxId,
+    pub pow: &'a dyn PowVerifier,
+}
+
 /// A proof that an identity is malicious.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum MalfeasanceProof {
     MultipleAtxs(Box<MultipleAtxsProof>),
+    InvalidPostIndex(Box<InvalidPostIndexProof>),
     InvalidPrevAtx(Box<InvalidPrevAtxProof>),
 }
 
@@ -102,6 +129,14 @@ pub enum MalfeasanceError {
     SameAtx,
     #[error("unknown malfeasance type {0}")]
     UnknownType(u8),
+    #[error("the ATX has no NIPoST PoST with its metadata")]
+    NoPost,
+    #[error("index {index} of the PoST passes the difficulty check: the proof is void")]
+    IndexValid { index: u32 },
+    #[error("the PoST cannot be checked at index {index}: {reason}")]
+    PostUncheckable { index: u32, reason: String },
+    #[error("an InvalidPostIndex proof is checked with the PoST parameters and the commitment ATX")]
+    NeedsPostCheck,
     #[error(transparent)]
     Decode(#[from] DecodeError),
 }
@@ -180,11 +215,72 @@ impl InvalidPrevAtxProof {
     }
 }
 
+impl InvalidPostIndexProof {
+    /// The proof for an ATX whose NIPoST PoST failed at position `index_id` of its indices, as
+    /// the verifier reported it.
+    pub fn from_failure(atx: &ActivationTxV1, failure: &VerifyError) -> Option<Self> {
+        let index_id = match failure {
+            VerifyError::InvalidMsb { index_id, .. } | VerifyError::InvalidLsb { index_id, .. } => *index_id,
+            _ => return None,
+        };
+        Some(InvalidPostIndexProof {
+            atx: atx.clone(),
+            invalid_idx: u32::try_from(index_id).ok()?,
+        })
+    }
+
+    /// Check the proof (spec/devnet.md §4): the ATX's signature, then that one index of its
+    /// NIPoST PoST recomputed against the identity's commitment must fail the difficulty check;
+    /// the proof is void if it passes (or cannot be checked). Returns the malicious identity.
+    pub fn verify(&self, genesis_id: &GenesisId, check: &PostCheck<'_>) -> Result<NodeId, MalfeasanceError> {
+        if !verify_atx_signature(genesis_id, &self.atx) {
+            return Err(MalfeasanceError::InvalidSignature { which: 0 });
+        }
+        let inner = &self.atx.inner;
+        let nipost = inner.nipost.as_ref().ok_or(MalfeasanceError::NoPost)?;
+        let (Some(post), Some(metadata)) = (nipost.post.as_ref(), nipost.post_metadata.as_ref()) else {
+            return Err(MalfeasanceError::NoPost);
+        };
+        let meta = ProofMetadata {
+            node_id: self.atx.smesher_id,
+            commitment_atx_id: check.commitment_atx_id,
+            challenge: metadata.challenge,
+            num_units: inner.num_units,
+            labels_per_unit: metadata.labels_per_unit,
+        };
+        let index = self.invalid_idx;
+        let result = verify(
+            &post.to_proof(),
+            &meta,
+            &check.params.proof_config(),
+            &check.params.init_config(),
+            &Mode::One {
+                index: index as usize,
+            },
+            &VerifyOptions::default(),
+            check.pow,
+        );
+        match result {
+            Err(VerifyError::InvalidMsb { index_id, .. } | VerifyError::InvalidLsb { index_id, .. })
+                if index_id == index as usize =>
+            {
+                Ok(self.atx.smesher_id)
+            }
+            Ok(()) => Err(MalfeasanceError::IndexValid { index }),
+            Err(e) => Err(MalfeasanceError::PostUncheckable {
+                index,
+                reason: e.to_string(),
+            }),
+        }
+    }
+}
+
 impl MalfeasanceProof {
     /// The v1 type byte.
     pub fn kind(&self) -> u8 {
         match self {
             MalfeasanceProof::MultipleAtxs(_) => MULTIPLE_ATXS,
+            MalfeasanceProof::InvalidPostIndex(_) => INVALID_POST_INDEX,
             MalfeasanceProof::InvalidPrevAtx(_) => INVALID_PREV_ATX,
         }
     }
@@ -193,15 +289,30 @@ impl MalfeasanceProof {
     pub fn smesher_id(&self) -> NodeId {
         match self {
             MalfeasanceProof::MultipleAtxs(p) => p.messages[0].smesher_id,
+            MalfeasanceProof::InvalidPostIndex(p) => p.atx.smesher_id,
             MalfeasanceProof::InvalidPrevAtx(p) => p.atx1.smesher_id,
         }
     }
 
     /// Check the proof (signatures, same smesher, same epoch or previous, different ATXs);
-    /// returns the malicious identity. Whether the identity is known is the caller's check.
+    /// returns the malicious identity. Whether the identity is known is the caller's check. An
+    /// InvalidPostIndex proof needs [`MalfeasanceProof::verify_with`].
     pub fn verify(&self, genesis_id: &GenesisId) -> Result<NodeId, MalfeasanceError> {
+        self.verify_with(genesis_id, None)
+    }
+
+    /// [`MalfeasanceProof::verify`], with what an InvalidPostIndex proof is checked with.
+    pub fn verify_with(
+        &self,
+        genesis_id: &GenesisId,
+        post: Option<&PostCheck<'_>>,
+    ) -> Result<NodeId, MalfeasanceError> {
         match self {
             MalfeasanceProof::MultipleAtxs(p) => p.verify(genesis_id),
+            MalfeasanceProof::InvalidPostIndex(p) => match post {
+                Some(check) => p.verify(genesis_id, check),
+                None => Err(MalfeasanceError::NeedsPostCheck),
+            },
             MalfeasanceProof::InvalidPrevAtx(p) => p.verify(genesis_id),
         }
     }
@@ -215,6 +326,12 @@ impl MalfeasanceProof {
                     AtxProofMsg::decode_from(&mut d)?,
                     AtxProofMsg::decode_from(&mut d)?,
                 ],
+            })),
+            INVALID_POST_INDEX => MalfeasanceProof::InvalidPostIndex(Box::new(InvalidPostIndexProof {
+                atx: ActivationTxV1::decode_from(&mut d)?,
+                invalid_idx: d
+                    .compact_max(u64::from(u32::MAX), "invalid post index")
+                    .map(|v| v as u32)?,
             })),
             INVALID_PREV_ATX => MalfeasanceProof::InvalidPrevAtx(Box::new(InvalidPrevAtxProof {
                 atx1: ActivationTxV1::decode_from(&mut d)?,
@@ -235,6 +352,10 @@ impl MalfeasanceProof {
                 p.messages[0].encode_to(&mut e);
                 p.messages[1].encode_to(&mut e);
             }
+            MalfeasanceProof::InvalidPostIndex(p) => {
+                p.atx.encode_to(&mut e);
+                e.compact(u64::from(p.invalid_idx));
+            }
             MalfeasanceProof::InvalidPrevAtx(p) => {
                 p.atx1.encode_to(&mut e);
                 p.atx2.encode_to(&mut e);
@@ -244,11 +365,12 @@ impl MalfeasanceProof {
     }
 }
 
-/// The ATX ids a proof is about.
-pub fn atx_ids(proof: &MalfeasanceProof) -> [AtxId; 2] {
+/// The ATX ids a proof is about (two, or one for an InvalidPostIndex proof).
+pub fn atx_ids(proof: &MalfeasanceProof) -> Vec<AtxId> {
     match proof {
-        MalfeasanceProof::MultipleAtxs(p) => [p.messages[0].inner.msg_hash, p.messages[1].inner.msg_hash],
-        MalfeasanceProof::InvalidPrevAtx(p) => [p.atx1.id(), p.atx2.id()],
+        MalfeasanceProof::MultipleAtxs(p) => vec![p.messages[0].inner.msg_hash, p.messages[1].inner.msg_hash],
+        MalfeasanceProof::InvalidPostIndex(p) => vec![p.atx.id()],
+        MalfeasanceProof::InvalidPrevAtx(p) => vec![p.atx1.id(), p.atx2.id()],
     }
 }
 

@@ -124,6 +124,26 @@ impl AtxStore {
             || self.atxs.values().any(|(a, _)| a.smesher_id == *smesher)
     }
 
+    /// Flags the identity of a proof this node made and checked itself (an InvalidPostIndex
+    /// proof of an ATX it rejected). Returns whether the identity is newly flagged; a flagged one
+    /// keeps its first proof.
+    pub fn flag(&mut self, proof: MalfeasanceProof) -> bool {
+        let smesher = proof.smesher_id();
+        if self.malicious.contains_key(&smesher) {
+            return false;
+        }
+        self.malicious.insert(smesher, proof);
+        true
+    }
+
+    /// The proofs that no stored ATX pair makes again (InvalidPostIndex: their ATX was rejected
+    /// and is not stored), for a snapshot of the store.
+    pub fn proofs_without_stored_atxs(&self) -> impl Iterator<Item = &MalfeasanceProof> {
+        self.malicious
+            .values()
+            .filter(|p| matches!(p, MalfeasanceProof::InvalidPostIndex(_)))
+    }
+
     pub fn is_malicious(&self, smesher: &NodeId) -> bool {
         self.malicious.contains_key(smesher)
     }

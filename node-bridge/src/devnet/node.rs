@@ -6,7 +6,11 @@ use post::verify::VerifyOptions;
 
 use super::persist::{Bytes, Input};
 use super::{millis, system_time, Devnet, DevnetError, State};
-use crate::atx::{validate_atx_v1, ActivationTxV1, AtxId, Epoch, Ingested, NodeId, ValidationContext};
+use crate::atx::malfeasance::INVALID_POST_INDEX;
+use crate::atx::{
+    validate_atx_v1, ActivationTxV1, AtxError, AtxId, AtxLookup, Epoch, Ingested, InvalidPostIndexProof,
+    MalfeasanceProof, NodeId, PostCheck, PostKind, ValidationContext,
+};
 use crate::bridge::{
     AccountInfo, AtxInfo, AtxSubmission, BridgeError, Eligibility, EventCursor, GenesisInfo, LayerRewardInfo,
     Malfeasance, NodeBridge, NodeEvent, NodeTime, PoetId, PoetInfo, PoetRegistered, PoetRound, Reward,
@@ -23,6 +27,49 @@ fn storage(e: DevnetError) -> BridgeError {
 }
 
 impl State {
+    /// An ATX rejected because its NIPoST PoST fails the difficulty check at one index is an
+    /// InvalidPostIndex malfeasance proof (spec/devnet.md §4): checked like any received proof
+    /// (signature; that index recomputed against the identity's commitment), then the identity
+    /// is flagged and excluded from active sets, positioning and rewards from now on.
+    fn flag_invalid_post_index(&mut self, atx: &ActivationTxV1, error: &AtxError, pow: &dyn PowVerifier) {
+        let AtxError::InvalidPost {
+            kind: PostKind::NiPost,
+            source,
+        } = error
+        else {
+            return;
+        };
+        let Some(proof) = InvalidPostIndexProof::from_failure(atx, source) else {
+            return;
+        };
+        let smesher = atx.smesher_id;
+        let Some(commitment_atx_id) = atx
+            .inner
+            .challenge
+            .commitment_atx_id
+            .or_else(|| self.store.first_commitment(&smesher))
+        else {
+            return;
+        };
+        let check = PostCheck {
+            params: &self.cfg.atx,
+            commitment_atx_id,
+            pow,
+        };
+        if proof.verify(&self.genesis_id, &check).is_err() {
+            return;
+        }
+        if self
+            .store
+            .flag(MalfeasanceProof::InvalidPostIndex(Box::new(proof)))
+        {
+            self.push_event(NodeEvent::IdentityFlagged {
+                smesher,
+                kind: INVALID_POST_INDEX,
+            });
+        }
+    }
+
     pub(super) fn poet_register(
         &mut self,
         poet: &PoetId,
@@ -71,6 +118,7 @@ impl State {
         let validated = match validate_atx_v1(atx, &ctx, &s.store) {
             Ok(v) => v,
             Err(e) => {
+                s.flag_invalid_post_index(atx, &e, pow);
                 let reason = e.to_string();
                 s.push_event(NodeEvent::AtxRejected {
                     id,

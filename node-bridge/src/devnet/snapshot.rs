@@ -32,6 +32,10 @@ pub(super) struct Snapshot {
     pub receipts: Vec<(u32, TxReceipt)>,
     pub layers: Vec<LayerSnap>,
     pub events: Vec<(u32, EventSnap)>,
+    /// Malfeasance proofs the ATX log does not make again (InvalidPostIndex: their ATX was
+    /// rejected), encoded.
+    #[serde(default)]
+    pub flagged: Vec<Bytes>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -412,6 +416,11 @@ impl State {
                 })
                 .collect(),
             events: self.events.iter().map(|(e, ev)| (*e, event_snap(ev))).collect(),
+            flagged: self
+                .store
+                .proofs_without_stored_atxs()
+                .map(|p| Bytes(p.encode()))
+                .collect(),
         }
     }
 
@@ -438,6 +447,11 @@ impl State {
             }
         }
         self.store.set_current_epoch(snap.store_epoch);
+        for p in &snap.flagged {
+            let proof = crate::atx::MalfeasanceProof::decode(&p.0)
+                .map_err(|e| format!("a stored malfeasance proof does not decode: {e}"))?;
+            self.store.flag(proof);
+        }
         for (r, statement, leaf_count) in snap.poet_proofs {
             self.store.insert_poet_proof(
                 r.0,

@@ -463,3 +463,158 @@ fn inconsistent_configs_are_refused() {
     );
     assert_ne!(dn.beacon(3).expect("beacon"), dn.beacon(4).expect("beacon"));
 }
+
+/// An ATX whose NIPoST PoST fails the difficulty check at one index is rejected and is an
+/// InvalidPostIndex malfeasance proof (spec/devnet.md §4): the identity is flagged, the proof
+/// checks (and a proof naming a valid index is void), and the flag survives a restart, from the
+/// journal and from a snapshot.
+#[test]
+fn an_atx_with_an_invalid_post_index_flags_its_identity() {
+    use crate::atx::malfeasance::{InvalidPostIndexProof, PostCheck, INVALID_POST_INDEX};
+    use crate::atx::{MalfeasanceError, MalfeasanceProof};
+    use post::proof::ProofMetadata;
+    use post::verify::{verify, Mode, VerifyError, VerifyOptions};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(wallet_address(&[0xfa; 32]), 4);
+    let devnet = Devnet::open_with_pow_verifier(cfg.clone(), randomx(), dir.path()).expect("devnet");
+    let bridge: &dyn NodeBridge = &devnet;
+    let g = bridge.genesis().expect("genesis");
+    let me = Smesher::new(0x52, g.golden_atx);
+    let units = 1;
+    let clock = Clock::new(bridge.clock_params().expect("params")).expect("clock");
+    let tl = clock.builder_timeline(0, None).expect("timeline");
+    devnet.advance(tl.register_at_ms).expect("advance");
+    let challenge = NIPostChallengeV1 {
+        publish_epoch: tl.publish_epoch,
+        sequence: 0,
+        prev_atx_id: [0; 32],
+        positioning_atx_id: g.golden_atx,
+        commitment_atx_id: Some(me.commitment_atx),
+        initial_post: Some(me.prove(&ZERO_CHALLENGE, units)),
+    };
+    let member = poet_challenge(&challenge);
+    let poet = bridge.poets().expect("poets")[0].id.clone();
+    bridge
+        .poet_register(&poet, &Registration::signed(&me.key, &g.genesis_id, member, None))
+        .expect("registered");
+    devnet.advance(tl.round_end_ms + 100).expect("advance");
+    let round = bridge.poet_round(&poet, 0).expect("round").expect("proof");
+    let membership = round.membership(&member).expect("member");
+    let atx_with = |post: Post| {
+        me.sign(
+            InnerActivationTxV1 {
+                challenge: challenge.clone(),
+                coinbase: [0xc0; 24],
+                num_units: units,
+                nipost: Some(NIPost {
+                    membership: membership.clone(),
+                    post: Some(post),
+                    post_metadata: Some(PostMetadata {
+                        challenge: round.proof_ref,
+                        labels_per_unit: PARAMS.labels_per_unit,
+                    }),
+                }),
+                node_id: Some(me.node_id),
+                vrf_nonce: Some(me.vrf_nonce(units)),
+            },
+            &g.genesis_id,
+        )
+    };
+    let good = me.prove(&round.proof_ref, units);
+    // The first one-bit change of the indices that makes an index the node checks (its K3
+    // subset) fail the difficulty check.
+    let meta = ProofMetadata {
+        node_id: me.node_id,
+        commitment_atx_id: me.commitment_atx,
+        challenge: round.proof_ref,
+        num_units: units,
+        labels_per_unit: PARAMS.labels_per_unit,
+    };
+    let rx = randomx();
+    let fails_at = |post: &Post| match verify(
+        &post.to_proof(),
+        &meta,
+        &PARAMS.proof_config(),
+        &PARAMS.init_config(),
+        &Mode::Subset {
+            k3: PARAMS.k3 as usize,
+            seed: cfg.k3_seed.clone(),
+        },
+        &VerifyOptions::default(),
+        rx.as_ref(),
+    ) {
+        Err(VerifyError::InvalidMsb { index_id, .. } | VerifyError::InvalidLsb { index_id, .. }) => {
+            Some(index_id)
+        }
+        _ => None,
+    };
+    assert_eq!(fails_at(&good), None);
+    let (bad, index_id) = (0..good.indices.len() * 8)
+        .find_map(|bit| {
+            let mut p = good.clone();
+            p.indices[bit / 8] ^= 1 << (bit % 8);
+            fails_at(&p).map(|i| (p, i))
+        })
+        .expect("a bit flip that breaks an index");
+    let atx = atx_with(bad);
+    let AtxSubmission::Rejected { reason, .. } = bridge.submit_atx(&atx).expect("submit") else {
+        panic!("an ATX with an invalid PoST index was accepted");
+    };
+    assert!(reason.contains("NIPoST PoST"), "{reason}");
+    let m = bridge
+        .malfeasance(&me.node_id)
+        .expect("malfeasance")
+        .expect("flagged");
+    assert_eq!(m.kind, INVALID_POST_INDEX);
+    let MalfeasanceProof::InvalidPostIndex(p) = &m.proof else {
+        panic!("not an InvalidPostIndex proof: {:?}", m.proof.kind());
+    };
+    assert_eq!((p.atx.id(), p.invalid_idx as usize), (atx.id(), index_id));
+    let check = PostCheck {
+        params: &PARAMS,
+        commitment_atx_id: me.commitment_atx,
+        pow: rx.as_ref(),
+    };
+    assert_eq!(m.proof.verify_with(&g.genesis_id, Some(&check)), Ok(me.node_id));
+    assert_eq!(
+        m.proof.verify(&g.genesis_id),
+        Err(MalfeasanceError::NeedsPostCheck)
+    );
+    assert_eq!(MalfeasanceProof::decode(&m.proof.encode()).as_ref(), Ok(&m.proof));
+    let (events, _) = bridge.events_since(EventCursor(0)).expect("events");
+    assert!(events.iter().any(|e| matches!(
+        e,
+        NodeEvent::IdentityFlagged { smesher, kind } if *smesher == me.node_id && *kind == INVALID_POST_INDEX
+    )));
+    // A proof that names an index the honest PoST passes is void.
+    let honest = InvalidPostIndexProof {
+        atx: atx_with(good),
+        invalid_idx: 0,
+    };
+    assert_eq!(
+        honest.verify(&g.genesis_id, &check),
+        Err(MalfeasanceError::IndexValid { index: 0 })
+    );
+
+    // The flag survives a restart: from the journal, then from a snapshot.
+    drop(devnet);
+    let again = Devnet::open_with_pow_verifier(cfg.clone(), randomx(), dir.path()).expect("reopen");
+    assert_eq!(
+        again
+            .malfeasance(&me.node_id)
+            .expect("malfeasance")
+            .map(|m| m.proof),
+        Some(m.proof.clone())
+    );
+    again.save().expect("save");
+    drop(again);
+    let third = Devnet::open_with_pow_verifier(cfg, randomx(), dir.path()).expect("reopen");
+    assert_eq!(
+        third
+            .malfeasance(&me.node_id)
+            .expect("malfeasance")
+            .map(|m| m.proof),
+        Some(m.proof)
+    );
+}

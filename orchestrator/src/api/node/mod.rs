@@ -237,6 +237,7 @@ impl From<&Malfeasance> for MalfeasanceView {
     fn from(m: &Malfeasance) -> Self {
         let kind_name = match &m.proof {
             node_bridge::atx::MalfeasanceProof::MultipleAtxs(_) => "multiple_atxs",
+            node_bridge::atx::MalfeasanceProof::InvalidPostIndex(_) => "invalid_post_index",
             node_bridge::atx::MalfeasanceProof::InvalidPrevAtx(_) => "invalid_prev_atx",
         };
         MalfeasanceView {

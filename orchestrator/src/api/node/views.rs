@@ -223,11 +223,11 @@ pub struct TxView {
 pub struct MalfeasanceView {
     /// 64 hex digits.
     pub smesher: String,
-    /// Proof type: 1 (multiple ATXs) or 5 (invalid previous ATX).
+    /// Proof type: 1 (multiple ATXs), 4 (invalid PoST index) or 5 (invalid previous ATX).
     pub kind: u8,
-    /// `multiple_atxs` or `invalid_prev_atx`.
+    /// `multiple_atxs`, `invalid_post_index` or `invalid_prev_atx`.
     pub kind_name: String,
-    /// The two ATXs the proof is made of, 64 hex digits each.
+    /// The ATXs the proof is made of (two, or the one with the invalid index), 64 hex digits each.
     pub atxs: Vec<String>,
     /// The proof, SCALE-encoded, hex.
     pub proof: String,
