@@ -14,7 +14,7 @@ use node_bridge::devnet::{Devnet, DevnetConfig};
 use node_bridge::testkit::{tiny_devnet_config, tiny_two_phase_devnet_config, TinyPost, TINY_PARAMS};
 use node_bridge::vm::wallet_address;
 use orchestrator::keystore::{KdfParams, Keystore};
-use orchestrator::smeshing::{Driver, Step, INITIAL_POST_EPOCH};
+use orchestrator::smeshing::{prepare_challenge_durable, Driver, IdentityParams, Step, INITIAL_POST_EPOCH};
 use orchestrator::store::{
     Identity, IdentityState, IdentityUpdate, NewIdentity, ProvingRequestState, Store, StoredProof,
 };
@@ -570,4 +570,36 @@ async fn identities_are_spread_over_poet_phases_and_a_late_one_takes_the_next_ph
             .collect::<Vec<_>>(),
         vec![(1, 0), (2, 1)]
     );
+}
+
+/// A challenge a previous run prepared and never registered (it stopped in between), whose round
+/// has started since, is not taken up again pass after pass: the identity goes on to the next
+/// round it can still make.
+#[tokio::test]
+async fn a_prepared_but_unregistered_cycle_whose_round_started_is_left_behind() {
+    let env = Env::new().await;
+    let mut driver = env.driver();
+    env.ready_with_initial_post(&mut driver).await;
+    let first = env.clock.builder_timeline(0, None).expect("timeline");
+    env.devnet.advance(first.register_at_ms).expect("advance");
+    let golden = env.devnet.genesis().expect("genesis").golden_atx;
+    let params = IdentityParams {
+        node_id: orchestrator::keystore::NodeId::from_bytes(env.identity.node_id),
+        commitment_atx: golden,
+        initial_post: Some(env.data.prove(&[0; 32], UNITS)),
+        poet_schedule: None,
+    };
+    prepare_challenge_durable(env.devnet.as_ref(), &env.store, &params, first.register_at_ms)
+        .await
+        .expect("prepared");
+    env.devnet
+        .advance(first.registration_deadline_ms + 1)
+        .expect("advance");
+    let mut driver = env.driver();
+    for _ in 0..2 {
+        assert!(matches!(
+            env.step(&mut driver).await,
+            Step::WaitingToRegister { publish_epoch: 2, .. }
+        ));
+    }
 }

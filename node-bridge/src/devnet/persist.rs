@@ -59,6 +59,9 @@ const MAGIC_JOURNAL: &[u8; 8] = b"SFDNJRN1";
 const MAGIC_ATXS: &[u8; 8] = b"SFDNATX1";
 /// Largest record accepted on read (a PoET proof is ≈ 170 KB; a snapshot a few MB).
 const MAX_RECORD: u32 = 1 << 30;
+/// Largest record of the journal and the ATX log (an ATX or a transaction with its framing is a
+/// few KB): a longer length is damage, not a torn tail.
+const MAX_LOG_RECORD: u32 = 4 << 20;
 
 /// `N` bytes, as hex in JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,6 +174,10 @@ pub(super) struct Persist {
     journal: File,
     atxs: File,
     atx_count: u64,
+    /// Set when a write left the journal unusable (a partial record that could not be cut off,
+    /// or a save that replaced the snapshot but not the journal): inputs are refused durability
+    /// until a save succeeds.
+    broken: Option<String>,
 }
 
 fn io<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(std::io::Error) -> DevnetError + 'a {
@@ -236,7 +243,12 @@ fn records<'a>(path: &Path, bytes: &'a [u8], magic: &[u8; 8]) -> Result<(Records
         let mut len = [0u8; 4];
         len.copy_from_slice(&head[..4]);
         let len = u32::from_le_bytes(len);
-        if len > MAX_RECORD {
+        let max = if magic == MAGIC_SNAPSHOT {
+            MAX_RECORD
+        } else {
+            MAX_LOG_RECORD
+        };
+        if len > max {
             return Err(corrupt(path, format!("record at byte {pos} claims {len} bytes")));
         }
         let end = pos + 12 + len as usize;
@@ -327,14 +339,28 @@ impl Persist {
         Ok(h.generation)
     }
 
-    /// Appends a journal record; fsyncs it if `sync`.
+    /// Appends a journal record; fsyncs it if `sync`. A failed write is cut off again, so the
+    /// journal never holds a partial record followed by whole ones; if that fails too, the
+    /// journal is broken until the next successful save.
     pub(super) fn append(&mut self, t: u64, input: Input, sync: bool) -> Result<(), DevnetError> {
+        let path = self.dir.join(JOURNAL);
+        if let Some(why) = &self.broken {
+            return Err(io(&path, "append")(std::io::Error::other(format!(
+                "the journal is unusable until the next save succeeds: {why}"
+            ))));
+        }
         let mut buf = Vec::new();
         json_frame(&Record { t, input }, &mut buf)?;
-        let path = self.dir.join(JOURNAL);
-        self.journal.write_all(&buf).map_err(io(&path, "append"))?;
-        if sync {
-            self.journal.sync_data().map_err(io(&path, "fsync"))?;
+        let before = self.journal.metadata().map_err(io(&path, "stat"))?.len();
+        let written =
+            self.journal
+                .write_all(&buf)
+                .and_then(|()| if sync { self.journal.sync_data() } else { Ok(()) });
+        if let Err(e) = written {
+            if let Err(cut) = self.journal.set_len(before) {
+                self.broken = Some(format!("a failed append could not be cut off: {cut}"));
+            }
+            return Err(io(&path, "append")(e));
         }
         Ok(())
     }
@@ -375,10 +401,35 @@ impl Persist {
             },
             &mut snap,
         )?;
+        // The next journal is made (and synced) before the snapshot replaces the old one: once
+        // the snapshot is in place, only a rename is left. Crashing before that rename leaves the
+        // old generation's journal, which every record of is in the new snapshot: stale, replaced
+        // on open. Failing at it leaves no journal to append to until a save succeeds.
+        let next = format!("{JOURNAL}.next");
+        let next_path = self.dir.join(&next);
+        {
+            let mut f = File::create(&next_path).map_err(io(&next_path, "create"))?;
+            f.write_all(&self.header(MAGIC_JOURNAL)?)
+                .and_then(|()| f.sync_all())
+                .map_err(io(&next_path, "write"))?;
+        }
         write_atomic(&self.dir, SNAPSHOT, &snap)?;
-        write_atomic(&self.dir, JOURNAL, &self.header(MAGIC_JOURNAL)?)?;
-        self.journal = open_append(&self.dir.join(JOURNAL))?;
-        Ok(())
+        let journal_path = self.dir.join(JOURNAL);
+        let swapped = std::fs::rename(&next_path, &journal_path)
+            .map_err(io(&journal_path, "rename into place"))
+            .and_then(|()| sync_dir(&self.dir))
+            .and_then(|()| open_append(&journal_path));
+        match swapped {
+            Ok(f) => {
+                self.journal = f;
+                self.broken = None;
+                Ok(())
+            }
+            Err(e) => {
+                self.broken = Some(format!("the snapshot was saved but not the new journal: {e}"));
+                Err(e)
+            }
+        }
     }
 }
 
@@ -456,9 +507,15 @@ impl Devnet {
         let atx_path = dir.join(ATXS);
         let journal_path = dir.join(JOURNAL);
         if !snap_path.exists() {
-            for p in [&atx_path, &journal_path] {
+            // A first open that did not finish its first save leaves at most headers behind
+            // (nothing was acknowledged before it); anything more without a snapshot is damage.
+            for (p, magic) in [(&atx_path, MAGIC_ATXS), (&journal_path, MAGIC_JOURNAL)] {
                 if p.exists() {
-                    return Err(corrupt(p, format!("present without {SNAPSHOT}")));
+                    let bytes = read(p)?;
+                    let (recs, _) = records(p, &bytes, magic)?;
+                    if recs.len() > 1 {
+                        return Err(corrupt(p, format!("holds records but {SNAPSHOT} is missing")));
+                    }
                 }
             }
             let mut atx_head = MAGIC_ATXS.to_vec();
@@ -478,6 +535,7 @@ impl Devnet {
                 journal: open_append(&atx_path)?,
                 atxs: open_append(&atx_path)?,
                 atx_count: 0,
+                broken: None,
             };
             p.save(&mut state)?;
             state.persist = Some(p);
@@ -512,6 +570,7 @@ impl Devnet {
             journal: File::open(&snap_path).map_err(io(&snap_path, "open"))?,
             atxs: File::open(&snap_path).map_err(io(&snap_path, "open"))?,
             atx_count: file.atx_count,
+            broken: None,
         };
 
         // The ATX log, cut to the snapshot's count.

@@ -352,3 +352,66 @@ fn torn_corrupt_and_foreign_files() {
     assert!(matches!(err, DevnetError::ConfigMismatch { .. }), "{err}");
     assert!(err.to_string().contains("snapshot.bin"), "{err}");
 }
+
+/// A save dies midway, in either of its two windows: after the new ATXs were appended to the log
+/// but before the snapshot was renamed into place (the log is longer than the snapshot counts),
+/// and after the snapshot was renamed but before the new journal was (the journal is of the
+/// older generation). Both directories open as the node the save was made of.
+#[test]
+fn a_save_that_dies_midway_loses_nothing() {
+    let faucet_key = SigningKey::from_bytes(&[0xfa; 32]);
+    let faucet = wallet_address(&faucet_key.verifying_key().to_bytes());
+    let cfg = config(faucet, 2);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dn = open(&cfg, dir.path());
+    let g = dn.genesis().expect("genesis");
+    let smeshers = vec![Smesher::new(0x51, g.golden_atx), Smesher::new(0x52, g.golden_atx)];
+    let w = World {
+        addresses: vec![
+            faucet,
+            wallet_address(&smeshers[0].node_id),
+            wallet_address(&smeshers[1].node_id),
+        ],
+        smeshers,
+        txs: vec![TxId::of(&wallet_self_spawn(&faucet_key, 0, 1, &g.genesis_id))],
+    };
+    let mut ctx = Ctx::default();
+    // Steps 0-4: registrations, two accepted ATXs and two transactions, all in the journal only.
+    for k in 0..5 {
+        step(&dn, &w, &faucet_key, &mut ctx, k);
+    }
+    let raw_copy = |from: &Path| {
+        let copy = tempfile::tempdir().expect("tempdir");
+        for e in std::fs::read_dir(from).expect("read dir") {
+            let e = e.expect("entry");
+            std::fs::copy(e.path(), copy.path().join(e.file_name())).expect("copy");
+        }
+        copy
+    };
+    let before = raw_copy(dir.path());
+    dn.save().expect("save");
+    let expect = observe(&dn, &w);
+    let overwrite = |to: &Path, names: &[&str]| {
+        for n in names {
+            std::fs::copy(dir.path().join(n), to.join(n)).expect("overwrite");
+        }
+    };
+    // The ATX log holds the two new ATXs; the snapshot and journal are the old ones.
+    let log_longer = raw_copy(before.path());
+    overwrite(log_longer.path(), &["atxs.bin"]);
+    assert_eq!(observe(&open(&cfg, log_longer.path()), &w), expect);
+    // The new snapshot (and its ATXs); the journal of the generation before.
+    let journal_stale = raw_copy(before.path());
+    overwrite(journal_stale.path(), &["atxs.bin", "snapshot.bin"]);
+    let reopened = open(&cfg, journal_stale.path());
+    assert_eq!(observe(&reopened, &w), expect);
+    // ... and the stale journal was replaced: the reopened node goes on, and opens again, like
+    // the original.
+    for d in [&dn, &reopened] {
+        step(d, &w, &faucet_key, &mut ctx.clone(), 6);
+    }
+    let expect = observe(&dn, &w);
+    assert_eq!(observe(&reopened, &w), expect);
+    drop(reopened);
+    assert_eq!(observe(&open(&cfg, journal_stale.path()), &w), expect);
+}

@@ -433,6 +433,13 @@ impl State {
         self.store = crate::atx::AtxStore::new();
         self.by_smesher = BTreeMap::new();
         self.by_publish = BTreeMap::new();
+        // Flags the ATX log does not make again, first: a flagged identity keeps its first
+        // proof, as it did live.
+        for p in &snap.flagged {
+            let proof = crate::atx::MalfeasanceProof::decode(&p.0)
+                .map_err(|e| format!("a stored malfeasance proof does not decode: {e}"))?;
+            self.store.flag(proof);
+        }
         let keep_publish = snap.oldest_epoch.saturating_sub(1);
         for (atx, v) in atxs {
             let id = v.id;
@@ -447,11 +454,6 @@ impl State {
             }
         }
         self.store.set_current_epoch(snap.store_epoch);
-        for p in &snap.flagged {
-            let proof = crate::atx::MalfeasanceProof::decode(&p.0)
-                .map_err(|e| format!("a stored malfeasance proof does not decode: {e}"))?;
-            self.store.flag(proof);
-        }
         for (r, statement, leaf_count) in snap.poet_proofs {
             self.store.insert_poet_proof(
                 r.0,

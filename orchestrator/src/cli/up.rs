@@ -290,7 +290,7 @@ async fn up(
     match tokio::task::spawn_blocking(move || d.save()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "the devnet's last snapshot failed; its journal keeps the chain")
+            tracing::warn!(error = %e, "the devnet's last snapshot failed; the chain is as of the last one and its journal")
         }
         Err(e) => tracing::warn!(error = %e, "the devnet's last snapshot did not run"),
     }
@@ -340,7 +340,10 @@ async fn tick_devnet(devnet: Arc<Devnet>, mut stop: watch::Receiver<bool>) {
             d.advance(now_ms())?;
             if save {
                 if let Err(e) = d.save() {
-                    tracing::warn!(error = %e, "the devnet's snapshot failed; its journal keeps the chain");
+                    tracing::warn!(
+                        error = %e,
+                        "the devnet's snapshot failed (tried again in 5 s; until one succeeds, new inputs may not be durable)"
+                    );
                 }
             }
             Ok::<(), node_bridge::devnet::DevnetError>(())

@@ -699,7 +699,13 @@ impl Driver {
                     }
                     PoetRegistrationOutcome::Failed { .. } => None,
                 })
-                .collect();
+                .collect::<Vec<_>>();
+            // Prepared but never registered, and its round has started: nothing to resume. The
+            // next cycle (another phase's round of the same epoch, which reuses this challenge,
+            // or the next round) is built afresh.
+            if registrations.is_empty() && timeline.registration_missed(now) {
+                continue;
+            }
             tracing::info!(%node_id, publish_epoch = epoch, "resuming the cycle prepared before the restart");
             return Ok(Some(Cycle {
                 prepared: PreparedChallenge {
@@ -816,12 +822,13 @@ impl Driver {
 }
 
 /// The distinct round schedules of the node's PoETs, in the node's order, that fit its clock
-/// (cycle = epoch, a phase that leaves the grace period before the first round).
+/// (same genesis, cycle = epoch, a phase that leaves the grace period before the first round).
 fn poet_schedules(params: &ClockParams, poets: &[node_bridge::bridge::PoetInfo]) -> Vec<PoetSchedule> {
     let mut out: Vec<PoetSchedule> = Vec::new();
     for p in poets {
         let s = PoetSchedule::of(p);
-        let fits = params.epoch_duration_ms() == Some(p.cycle_ms)
+        let fits = p.genesis_ms == params.genesis_ms
+            && params.epoch_duration_ms() == Some(p.cycle_ms)
             && params
                 .with_poet_schedule(s.phase_shift_ms, s.cycle_gap_ms)
                 .validate()
