@@ -102,6 +102,21 @@ impl Env {
         self.prove(INITIAL_POST_EPOCH).await;
     }
 
+    /// The VRF nonce init found, as the coordinator records it.
+    async fn record_vrf_nonce(&self) {
+        self.store
+            .update_identity(
+                self.identity.id,
+                &IdentityUpdate {
+                    vrf_nonce: Some(self.data.vrf_nonce(UNITS)),
+                    ..IdentityUpdate::default()
+                },
+                0,
+            )
+            .await
+            .expect("vrf nonce");
+    }
+
     /// The fleet's part: the PoST of the pending request of `epoch`, recorded as verified.
     async fn prove(&self, epoch: u32) {
         let req = self
@@ -206,17 +221,7 @@ async fn the_driver_takes_an_identity_through_two_cycles_across_restarts() {
         .advance(first.publish_not_before_ms.max(first.round_end_ms + 200))
         .expect("advance");
     assert!(matches!(env.step(&mut driver).await, Step::NotReady(why) if why.contains("VRF")));
-    env.store
-        .update_identity(
-            env.identity.id,
-            &IdentityUpdate {
-                vrf_nonce: Some(env.data.vrf_nonce(UNITS)),
-                ..IdentityUpdate::default()
-            },
-            0,
-        )
-        .await
-        .expect("vrf nonce");
+    env.record_vrf_nonce().await;
     let Step::Published {
         publish_epoch: 1,
         atx_id,
@@ -509,17 +514,7 @@ async fn identities_are_spread_over_poet_phases_and_a_late_one_takes_the_next_ph
         Step::ProvingRequested { publish_epoch: 1 }
     );
     env.prove(1).await;
-    env.store
-        .update_identity(
-            env.identity.id,
-            &IdentityUpdate {
-                vrf_nonce: Some(env.data.vrf_nonce(UNITS)),
-                ..IdentityUpdate::default()
-            },
-            0,
-        )
-        .await
-        .expect("vrf nonce");
+    env.record_vrf_nonce().await;
     assert!(matches!(
         env.step(&mut driver).await,
         Step::Published {

@@ -222,8 +222,17 @@ fn step(dn: &Devnet, w: &World, faucet_key: &SigningKey, ctx: &mut Ctx, k: usize
     }
 }
 
-#[test]
-fn a_reopened_devnet_is_the_same_node() {
+/// A devnet opened in a fresh directory, its faucet's key, and the world the script acts in:
+/// two smeshers, the faucet and the smeshers' wallet addresses, no transactions yet.
+struct Setup {
+    faucet_key: SigningKey,
+    cfg: DevnetConfig,
+    dir: tempfile::TempDir,
+    dn: Devnet,
+    w: World,
+}
+
+fn setup() -> Setup {
     let faucet_key = SigningKey::from_bytes(&[0xfa; 32]);
     let faucet = wallet_address(&faucet_key.verifying_key().to_bytes());
     let cfg = config(faucet, 2);
@@ -231,7 +240,7 @@ fn a_reopened_devnet_is_the_same_node() {
     let dn = open(&cfg, dir.path());
     let g = dn.genesis().expect("genesis");
     let smeshers = vec![Smesher::new(0x51, g.golden_atx), Smesher::new(0x52, g.golden_atx)];
-    let mut w = World {
+    let w = World {
         addresses: vec![
             faucet,
             wallet_address(&smeshers[0].node_id),
@@ -240,6 +249,26 @@ fn a_reopened_devnet_is_the_same_node() {
         smeshers,
         txs: Vec::new(),
     };
+    Setup {
+        faucet_key,
+        cfg,
+        dir,
+        dn,
+        w,
+    }
+}
+
+#[test]
+fn a_reopened_devnet_is_the_same_node() {
+    let Setup {
+        faucet_key,
+        cfg,
+        dir,
+        dn,
+        mut w,
+    } = setup();
+    let faucet = w.addresses[0];
+    let g = dn.genesis().expect("genesis");
     w.txs
         .push(TxId::of(&wallet_self_spawn(&faucet_key, 0, 1, &g.genesis_id)));
     let spend = wallet_spend(
@@ -359,22 +388,16 @@ fn torn_corrupt_and_foreign_files() {
 /// older generation). Both directories open as the node the save was made of.
 #[test]
 fn a_save_that_dies_midway_loses_nothing() {
-    let faucet_key = SigningKey::from_bytes(&[0xfa; 32]);
-    let faucet = wallet_address(&faucet_key.verifying_key().to_bytes());
-    let cfg = config(faucet, 2);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let dn = open(&cfg, dir.path());
+    let Setup {
+        faucet_key,
+        cfg,
+        dir,
+        dn,
+        mut w,
+    } = setup();
     let g = dn.genesis().expect("genesis");
-    let smeshers = vec![Smesher::new(0x51, g.golden_atx), Smesher::new(0x52, g.golden_atx)];
-    let w = World {
-        addresses: vec![
-            faucet,
-            wallet_address(&smeshers[0].node_id),
-            wallet_address(&smeshers[1].node_id),
-        ],
-        smeshers,
-        txs: vec![TxId::of(&wallet_self_spawn(&faucet_key, 0, 1, &g.genesis_id))],
-    };
+    w.txs
+        .push(TxId::of(&wallet_self_spawn(&faucet_key, 0, 1, &g.genesis_id)));
     let mut ctx = Ctx::default();
     // Steps 0-4: registrations, two accepted ATXs and two transactions, all in the journal only.
     for k in 0..5 {
