@@ -107,16 +107,7 @@ impl Env {
     }
 
     async fn token(&self, role: &str) -> String {
-        let r = self
-            .call(
-                Method::POST,
-                "/api/v1/tokens",
-                Some(ADMIN),
-                Some(json!({"name": format!("{role}-tool"), "role": role})),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-        r.body["token"].as_str().expect("token").to_owned()
+        router::token(&self.app, ADMIN, role).await
     }
 
     async fn create_identity(&self, name: &str, coinbase: Option<&str>) -> Value {

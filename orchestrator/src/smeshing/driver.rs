@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use node_bridge::atx::{poet_challenge, Coinbase, NIPostChallengeV1, Post, Scale};
 use node_bridge::bridge::{AtxInfo, AtxSubmission, NodeBridge, PoetId, PoetRegistered};
-use node_bridge::clock::{BuilderTimeline, Clock, ClockParams};
+use node_bridge::clock::Clock;
 use node_bridge::vm::Address;
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
@@ -29,7 +29,8 @@ use super::builder::{
     IdentityParams, PoetRegistrationResult, PoetSchedule, PreparedChallenge,
 };
 use super::error::SmeshingError;
-use super::phase::{assign_phases, ProvingLoad};
+use super::phase::{assign_phases, next_cycle, poet_schedules, proving_loads};
+use super::step::Step;
 use crate::keystore::{Keystore, NodeId};
 use crate::store::{
     Identity, IdentityState, NewProvingRequest, PoetRegistrationOutcome, ProvingRequestState, Store,
@@ -42,99 +43,6 @@ pub const INITIAL_POST_EPOCH: u32 = 0;
 
 /// How long the fleet has for the initial PoST.
 const INITIAL_POST_DEADLINE_MS: i64 = 24 * 3600 * 1000;
-
-/// What one pass did, or waits for, for one identity.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    /// Not smeshing yet, and why (still initializing, no commitment ATX, no coinbase...).
-    NotReady(String),
-    /// The initial PoST is asked of the fleet, or is being proved.
-    WaitingForInitialPost,
-    /// The next cycle's registration opens at `register_at_ms` (node time).
-    WaitingToRegister { publish_epoch: u32, register_at_ms: u64 },
-    /// Registered with `accepted` of the node's PoETs.
-    Registered { publish_epoch: u32, accepted: usize },
-    /// The registration window closed before any PoET accepted: the next round is next.
-    RegistrationMissed { publish_epoch: u32 },
-    /// The PoET round runs until `round_end_ms` (node time).
-    WaitingForRound { publish_epoch: u32, round_end_ms: u64 },
-    /// The PoST over the PoET proof is asked of the fleet.
-    ProvingRequested { publish_epoch: u32 },
-    /// The fleet is proving.
-    WaitingForProof { publish_epoch: u32 },
-    /// The proof is ready; the publish epoch begins at `not_before_ms` (node time).
-    WaitingToPublish { publish_epoch: u32, not_before_ms: u64 },
-    /// The ATX was signed and submitted; `accepted` is the node's verdict.
-    Published {
-        publish_epoch: u32,
-        atx_id: [u8; 32],
-        accepted: bool,
-        reason: Option<String>,
-    },
-    /// The cycle could not be finished (the deadline passed, no PoET proof, the safety database
-    /// refused); the next cycle starts over.
-    Abandoned { publish_epoch: u32, reason: String },
-}
-
-impl std::fmt::Display for Step {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Step::NotReady(why) => write!(f, "not smeshing: {why}"),
-            Step::WaitingForInitialPost => write!(f, "proving the initial PoST"),
-            Step::WaitingToRegister { publish_epoch, .. } => {
-                write!(
-                    f,
-                    "epoch {publish_epoch}: waiting for the PoET registration window"
-                )
-            }
-            Step::Registered {
-                publish_epoch,
-                accepted,
-            } => {
-                write!(f, "epoch {publish_epoch}: registered with {accepted} PoET(s)")
-            }
-            Step::RegistrationMissed { publish_epoch } => {
-                write!(f, "epoch {publish_epoch}: registration window missed, next round")
-            }
-            Step::WaitingForRound { publish_epoch, .. } => {
-                write!(f, "epoch {publish_epoch}: waiting for the PoET round to end")
-            }
-            Step::ProvingRequested { publish_epoch } | Step::WaitingForProof { publish_epoch } => {
-                write!(f, "epoch {publish_epoch}: proving")
-            }
-            Step::WaitingToPublish { publish_epoch, .. } => {
-                write!(
-                    f,
-                    "epoch {publish_epoch}: proof ready, waiting for the publish epoch"
-                )
-            }
-            Step::Published {
-                publish_epoch,
-                atx_id,
-                accepted,
-                reason,
-            } => match (accepted, reason) {
-                (true, _) => write!(
-                    f,
-                    "epoch {publish_epoch}: ATX {} published",
-                    hex::encode(&atx_id[..8])
-                ),
-                (false, r) => write!(
-                    f,
-                    "epoch {publish_epoch}: ATX {} rejected by the node: {}",
-                    hex::encode(&atx_id[..8]),
-                    r.as_deref().unwrap_or("no reason given")
-                ),
-            },
-            Step::Abandoned {
-                publish_epoch,
-                reason,
-            } => {
-                write!(f, "epoch {publish_epoch}: cycle abandoned: {reason}")
-            }
-        }
-    }
-}
 
 /// What [`Driver::advance`] needs to know about the identity at this pass.
 #[derive(Clone, Copy)]
@@ -333,15 +241,13 @@ impl Driver {
             if let Some(s) = schedule.filter(|s| Some(*s) != assigned) {
                 // Its own phase's round has started: the next phase's round is this cycle's, and
                 // from now on the identity's phase (going back would cost an epoch).
-                self.store
-                    .set_poet_phase(ident.id, s.phase_shift_ms, crate::reconcile::now_ms())
+                self.record_phase(ident.id, s.phase_shift_ms)
                     .await
                     .map_err(SmeshingError::store(
                         node_id,
                         timeline.publish_epoch,
                         "set PoET phase",
                     ))?;
-                self.phases.insert(ident.id, s.phase_shift_ms);
                 tracing::info!(
                     identity = %ident.name,
                     from_ms = assigned.map(|a| a.phase_shift_ms),
@@ -768,28 +674,7 @@ impl Driver {
             .list_files_and_ranges_of(&ids)
             .await
             .map_err(store_err("list identity files"))?;
-        let mut loads: HashMap<Uuid, ProvingLoad> = HashMap::new();
-        for i in &identities {
-            let Ok(layout) = post::data::Layout::new(i.num_units, i.labels_per_unit, i.max_file_size) else {
-                continue;
-            };
-            let load = loads.entry(i.id).or_insert_with(|| ProvingLoad {
-                identity: i.id,
-                bytes_by_disk: Default::default(),
-            });
-            for f in files.iter().filter(|f| f.identity_id == i.id) {
-                let bytes = load
-                    .bytes_by_disk
-                    .entry((f.worker_id, f.disk_id.clone()))
-                    .or_default();
-                *bytes = bytes.saturating_add(layout.file_size(f.file_index));
-            }
-            if load.bytes_by_disk.is_empty() {
-                // Files not placed (imported data): its whole size on a disk of its own.
-                load.bytes_by_disk
-                    .insert((None, Some(i.id.to_string())), layout.total_bytes());
-            }
-        }
+        let mut loads = proving_loads(&identities, &files);
         let mut placed = Vec::new();
         let mut unplaced = Vec::new();
         for i in &identities {
@@ -799,15 +684,21 @@ impl Driver {
                 _ => unplaced.push(load),
             }
         }
-        let now = crate::reconcile::now_ms();
         for (id, phase) in assign_phases(&phases, &placed, &unplaced) {
-            self.store
-                .set_poet_phase(id, phase, now)
+            self.record_phase(id, phase)
                 .await
                 .map_err(store_err("set PoET phase"))?;
-            self.phases.insert(id, phase);
             tracing::info!(identity = %id, phase_ms = phase, "placed in a PoET phase");
         }
+        Ok(())
+    }
+
+    /// Records the identity's PoET phase, in the store and in the pass's view of it.
+    async fn record_phase(&mut self, id: Uuid, phase_ms: u64) -> Result<(), StoreError> {
+        self.store
+            .set_poet_phase(id, phase_ms, crate::reconcile::now_ms())
+            .await?;
+        self.phases.insert(id, phase_ms);
         Ok(())
     }
 
@@ -818,58 +709,5 @@ impl Driver {
         if let Err(e) = self.store.update_identity_state(ident.id, state, None, now).await {
             tracing::warn!(identity = %ident.name, error = %e, "could not record the identity's state");
         }
-    }
-}
-
-/// The distinct round schedules of the node's PoETs, in the node's order, that fit its clock
-/// (same genesis, cycle = epoch, a phase that leaves the grace period before the first round).
-fn poet_schedules(params: &ClockParams, poets: &[node_bridge::bridge::PoetInfo]) -> Vec<PoetSchedule> {
-    let mut out: Vec<PoetSchedule> = Vec::new();
-    for p in poets {
-        let s = PoetSchedule::of(p);
-        let fits = p.genesis_ms == params.genesis_ms
-            && params.epoch_duration_ms() == Some(p.cycle_ms)
-            && params
-                .with_poet_schedule(s.phase_shift_ms, s.cycle_gap_ms)
-                .validate()
-                .is_ok();
-        if fits && !out.contains(&s) {
-            out.push(s);
-        }
-    }
-    out
-}
-
-/// The next cycle at `now`: in the identity's phase, unless the identity has an ATX and another
-/// phase's round takes the registration for an earlier publish epoch (its own round has started:
-/// "a missed round retries in the next phase"). Without schedules, `clock`'s.
-fn next_cycle(
-    clock: &Clock,
-    params: &ClockParams,
-    schedules: &[PoetSchedule],
-    assigned: Option<PoetSchedule>,
-    now: u64,
-    previous: Option<&AtxInfo>,
-) -> Result<(Option<PoetSchedule>, BuilderTimeline), node_bridge::clock::ClockError> {
-    let prev = previous.map(|p| p.publish_epoch);
-    let mut best: Option<(Option<PoetSchedule>, BuilderTimeline)> = None;
-    // A first cycle waits for its own phase: nothing is missed yet, and a move would be for
-    // good (the spread the placement made would be lost to the time init happened to end).
-    let first = previous.is_none() && assigned.is_some();
-    for s in schedules.iter().filter(|s| !first || Some(**s) == assigned) {
-        let Ok(clock) = Clock::new(params.with_poet_schedule(s.phase_shift_ms, s.cycle_gap_ms)) else {
-            continue;
-        };
-        let t = clock.builder_timeline(now, prev)?;
-        let better = best.as_ref().is_none_or(|(bs, bt)| {
-            (t.publish_epoch, Some(*s) != assigned) < (bt.publish_epoch, *bs != assigned)
-        });
-        if better {
-            best = Some((Some(*s), t));
-        }
-    }
-    match best {
-        Some(b) => Ok(b),
-        None => Ok((None, clock.builder_timeline(now, prev)?)),
     }
 }

@@ -31,11 +31,13 @@ mod builder;
 mod driver;
 mod error;
 pub mod phase;
+mod step;
 
 pub use builder::{
     best_poet_proof, prepare_challenge, prepare_challenge_durable, publish, register, register_durable,
     AtxInputs, BestPoetProof, IdentityParams, PoetRegistrationResult, PoetSchedule, PreparedChallenge,
     Published,
 };
-pub use driver::{Driver, Step, INITIAL_POST_EPOCH};
+pub use driver::{Driver, INITIAL_POST_EPOCH};
 pub use error::{PoetFailure, SmeshingError};
+pub use step::Step;

@@ -1,4 +1,4 @@
-//! Which PoET phase each identity smeshes in (pure, no I/O).
+//! Which PoET phase each identity smeshes in, and the cycle it registers for next (pure, no I/O).
 //!
 //! PoETs with different phase shifts end their rounds at different times of the epoch, so the
 //! identities registered with them prove in different cycle gaps. Spreading the fleet over the
@@ -19,7 +19,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use node_bridge::bridge::{AtxInfo, PoetInfo};
+use node_bridge::clock::{BuilderTimeline, Clock, ClockError, ClockParams};
+use post::data::Layout;
 use uuid::Uuid;
+
+use super::builder::PoetSchedule;
+use crate::store::{Identity, IdentityFile};
 
 /// A disk: the worker it is on and its id there.
 pub type DiskKey = (Option<Uuid>, Option<String>);
@@ -99,6 +105,102 @@ pub fn assign_phases(
         out.push((l.identity, best));
     }
     out
+}
+
+/// What each identity reads when it proves, from its file placements (one pass over the files).
+/// An identity whose files are not placed (imported data) counts its whole size on a disk of its
+/// own; one whose layout is invalid is left out.
+pub(super) fn proving_loads(identities: &[Identity], files: &[IdentityFile]) -> HashMap<Uuid, ProvingLoad> {
+    let layouts: HashMap<Uuid, Layout> = identities
+        .iter()
+        .filter_map(|i| {
+            Layout::new(i.num_units, i.labels_per_unit, i.max_file_size)
+                .ok()
+                .map(|l| (i.id, l))
+        })
+        .collect();
+    let mut loads: HashMap<Uuid, ProvingLoad> = layouts
+        .keys()
+        .map(|&id| {
+            (
+                id,
+                ProvingLoad {
+                    identity: id,
+                    bytes_by_disk: BTreeMap::new(),
+                },
+            )
+        })
+        .collect();
+    for f in files {
+        let (Some(layout), Some(load)) = (layouts.get(&f.identity_id), loads.get_mut(&f.identity_id)) else {
+            continue;
+        };
+        let bytes = load
+            .bytes_by_disk
+            .entry((f.worker_id, f.disk_id.clone()))
+            .or_default();
+        *bytes = bytes.saturating_add(layout.file_size(f.file_index));
+    }
+    for (id, load) in &mut loads {
+        if load.bytes_by_disk.is_empty() {
+            let total = layouts.get(id).map_or(0, Layout::total_bytes);
+            load.bytes_by_disk.insert((None, Some(id.to_string())), total);
+        }
+    }
+    loads
+}
+
+/// The distinct round schedules of the node's PoETs, in the node's order, that fit its clock
+/// (same genesis, cycle = epoch, a phase that leaves the grace period before the first round).
+pub(super) fn poet_schedules(params: &ClockParams, poets: &[PoetInfo]) -> Vec<PoetSchedule> {
+    let mut out: Vec<PoetSchedule> = Vec::new();
+    for p in poets {
+        let s = PoetSchedule::of(p);
+        let fits = p.genesis_ms == params.genesis_ms
+            && params.epoch_duration_ms() == Some(p.cycle_ms)
+            && params
+                .with_poet_schedule(s.phase_shift_ms, s.cycle_gap_ms)
+                .validate()
+                .is_ok();
+        if fits && !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// The next cycle at `now`: in the identity's phase, unless the identity has an ATX and another
+/// phase's round takes the registration for an earlier publish epoch (its own round has started:
+/// "a missed round retries in the next phase"). Without schedules, `clock`'s.
+pub(super) fn next_cycle(
+    clock: &Clock,
+    params: &ClockParams,
+    schedules: &[PoetSchedule],
+    assigned: Option<PoetSchedule>,
+    now: u64,
+    previous: Option<&AtxInfo>,
+) -> Result<(Option<PoetSchedule>, BuilderTimeline), ClockError> {
+    let prev = previous.map(|p| p.publish_epoch);
+    let mut best: Option<(Option<PoetSchedule>, BuilderTimeline)> = None;
+    // A first cycle waits for its own phase: nothing is missed yet, and a move would be for
+    // good (the spread the placement made would be lost to the time init happened to end).
+    let first = previous.is_none() && assigned.is_some();
+    for s in schedules.iter().filter(|s| !first || Some(**s) == assigned) {
+        let Ok(clock) = Clock::new(params.with_poet_schedule(s.phase_shift_ms, s.cycle_gap_ms)) else {
+            continue;
+        };
+        let t = clock.builder_timeline(now, prev)?;
+        let better = best.as_ref().is_none_or(|(bs, bt)| {
+            (t.publish_epoch, Some(*s) != assigned) < (bt.publish_epoch, *bs != assigned)
+        });
+        if better {
+            best = Some((Some(*s), t));
+        }
+    }
+    match best {
+        Some(b) => Ok(b),
+        None => Ok((None, clock.builder_timeline(now, prev)?)),
+    }
 }
 
 #[cfg(test)]

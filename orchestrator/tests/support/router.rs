@@ -41,3 +41,17 @@ pub async fn call(app: &Router, method: Method, uri: &str, token: Option<&str>, 
     .expect("request");
     send(app, req).await
 }
+
+/// A new API token of `role`, made with the admin token `admin`.
+pub async fn token(app: &Router, admin: &str, role: &str) -> String {
+    let r = call(
+        app,
+        Method::POST,
+        "/api/v1/tokens",
+        Some(admin),
+        Some(serde_json::json!({"name": format!("{role}-tool"), "role": role})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    r.body["token"].as_str().expect("token").to_owned()
+}
