@@ -6,13 +6,15 @@
 //! blocks inside `spawn_blocking`).
 //!
 //! Key custody: nothing here takes a private key. The coordinator signs PoET registrations,
-//! ATXs and transactions with its keystore and hands the bridge the signed artefacts only.
+//! ATXs, ballots (with their VRF eligibility proofs) and transactions with its keystore and
+//! hands the bridge the signed artefacts only.
 //!
 //! What a backend cannot produce (p2p sync state on a one-process devnet, for instance) is an
 //! explicit [`BridgeError::NotAvailable`], never a made-up value.
 
 use crate::atx::malfeasance::MalfeasanceProof;
 use crate::atx::{ActivationTxV1, AtxId, Coinbase, Epoch, Hash32, MerkleProof, NodeId};
+use crate::ballot::{Ballot, BallotId};
 use crate::clock::{ClockError, ClockParams, EpochId, LayerId};
 use crate::poet::{PoetError, RegisterError, Registration};
 use crate::rewards::{EligibilityError, RewardError};
@@ -231,7 +233,9 @@ pub enum AtxSubmission {
     },
 }
 
-/// An identity's eligibility in an epoch.
+/// An identity's eligibility in an epoch: what its key holder needs to compute the VRF proofs
+/// of its slots (`vrf_message(beacon, epoch, vrf_nonce, j)` for `j < slots`, see
+/// [`crate::ballot`]) and to fill a reference ballot's `EpochData`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Eligibility {
     pub epoch: EpochId,
@@ -239,11 +243,40 @@ pub struct Eligibility {
     pub weight: u64,
     /// Total weight of the epoch's active set.
     pub active_weight: u64,
+    /// The eligibility count: slots `j ∈ [0, slots)`.
     pub slots: u32,
-    /// `(layer, eligibility proofs in it)`, ascending by layer.
+    /// The epoch's beacon (VRF input).
+    pub beacon: [u8; 4],
+    /// The ATX's VRF nonce (VRF input).
+    pub vrf_nonce: u64,
+    /// [`crate::ballot::active_set_hash`] of the epoch's active set (a reference ballot's
+    /// `EpochData`; a projection until `fixed`).
+    pub active_set_hash: [u8; 32],
+    /// The layers of the ballots the node has accepted from this identity in this epoch, with
+    /// their eligibility proof counts, ascending by layer (one ballot per layer is counted: the
+    /// first accepted). Not the layers it is eligible in: those only its key holder can compute.
     pub layers: Vec<(LayerId, u32)>,
     /// Whether the active set is fixed (the epoch has started); before that, a projection.
     pub fixed: bool,
+}
+
+/// The node's answer to a submitted ballot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BallotSubmission {
+    Accepted {
+        id: BallotId,
+        /// The very same ballot again: nothing changed.
+        duplicate: bool,
+        /// Valid, but a different ballot of this identity for that layer exists: the identity is
+        /// now flagged with a MultipleBallots proof.
+        equivocation: bool,
+    },
+    Rejected {
+        id: BallotId,
+        smesher: NodeId,
+        /// The validation rule that failed, in words.
+        reason: String,
+    },
 }
 
 /// One reward credit.
@@ -285,7 +318,7 @@ pub struct AccountInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Malfeasance {
     pub smesher: NodeId,
-    /// Proof type (1 MultipleATXs, 5 InvalidPrevATX).
+    /// Proof type (1 MultipleATXs, 2 MultipleBallots, 4 InvalidPostIndex, 5 InvalidPrevATX).
     pub kind: u8,
     pub proof: MalfeasanceProof,
 }
@@ -324,6 +357,14 @@ pub enum NodeEvent {
         id: AtxId,
         smesher: NodeId,
         reason: String,
+    },
+    /// A ballot was accepted (an equivocating one too; a duplicate is not an event).
+    BallotAccepted {
+        id: BallotId,
+        smesher: NodeId,
+        layer: LayerId,
+        /// Its eligibility proofs.
+        eligibilities: u32,
     },
     IdentityFlagged {
         smesher: NodeId,
@@ -370,6 +411,11 @@ pub trait NodeBridge: Send + Sync {
     // --- eligibility, rewards
     /// `None` when the identity has no ATX in the epoch's active set.
     fn eligibility(&self, smesher: &NodeId, epoch: EpochId) -> Result<Option<Eligibility>, BridgeError>;
+    /// Validate and (if valid) store a signed ballot. Only ballots the node accepted are paid:
+    /// a layer's block rewards the accepted ballots for it of identities not flagged by its end.
+    fn submit_ballot(&self, ballot: &Ballot) -> Result<BallotSubmission, BridgeError>;
+    /// The identity's reference ballot of `epoch` (the first one the node accepted), if any.
+    fn reference_ballot(&self, smesher: &NodeId, epoch: EpochId) -> Result<Option<BallotId>, BridgeError>;
     /// `None` before the layer is applied.
     fn layer_rewards(&self, layer: LayerId) -> Result<Option<LayerRewardInfo>, BridgeError>;
     /// Rewards paid to `coinbase` in layers `≥ from_layer`, ascending.

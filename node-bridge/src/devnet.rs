@@ -1,5 +1,5 @@
 //! The embedded devnet (spec/devnet.md §6): a deterministic one-process Spacemesh node that
-//! implements [`NodeBridge`] with the real pieces of this crate, driven by an explicit time.
+//! implements [`NodeBridge`](crate::bridge::NodeBridge) with the real pieces of this crate, driven by an explicit time.
 //!
 //! [`Devnet::advance`] walks every instant that matters between the last time and `now_ms`, in
 //! order: PoET round starts and ends (each PoET keeps its own pace and may have its own phase
@@ -9,35 +9,45 @@
 //!   proof), and end; a finished round's proof is verified with the real verifier and stored
 //!   under its `PoetProofRef`, so ATXs naming it validate;
 //! - **epoch start** `E`: the active set of `E` is fixed: ATXs published in `E − 1` accepted
-//!   before `E` started, without flagged identities or zero weight; each gets
-//!   `slots(w, W)` and, per slot `j`, the layer its VRF output selects;
+//!   before `E` started, without flagged identities or zero weight; each gets `slots(w, W)`,
+//!   and the set gets its hash ([`crate::ballot::active_set_hash`]);
 //! - **layer end** `L` (from the effective genesis on; earlier layers apply nothing and keep
-//!   transactions pending, as the VM refuses them): the identities eligible in `L` and not
-//!   flagged by now make the block's reward entries (`ATX weight × proofs / slots`); the
-//!   pending transactions are applied by the VM (ordered by principal, nonce), then
-//!   `subsidy + fees` is split and credited to the coinbases.
+//!   transactions pending, as the VM refuses them): the ballots accepted for `L` from
+//!   identities not flagged by now make the block's reward entries (`ATX weight × proofs /
+//!   slots`); the pending transactions are applied by the VM (ordered by principal, nonce),
+//!   then `subsidy + fees` is split and credited to the coinbases.
 //!
-//! ATXs are validated fully by [`validate_atx_v1`] (signature, syntax, dependencies, PoET
+//! **Eligibility** is real (spec/devnet.md §3.2): the node never holds a private key, so the
+//! identity's key holder (the coordinator's keystore) computes the ECVRF proof of each slot `j`
+//! over `vrf_message(beacon, E, vrf_nonce, j)`, and signs one ballot per layer it holds slots
+//! in, carrying that layer's proofs; the first ballot of the epoch is the reference ballot with
+//! `EpochData`, later ones name it. [`crate::bridge::NodeBridge::submit_ballot`] validates a
+//! ballot exactly (see `devnet/ballots.rs`: syntax, layer not ended and epoch started, ed25519
+//! signature in the ballot domain, the smesher's ATX in the active set and not flagged,
+//! reference ballot and its `EpochData` against the node's, each proof: `j` ascending and
+//! `< slots`, the VRF, the layer it selects); a second, different valid ballot of one identity
+//! for one layer is a MultipleBallots malfeasance proof that flags the identity. A layer's block
+//! pays only ballots the node accepted.
+//!
+//! ATXs are validated fully by [`validate_atx_v1`](crate::atx::validate_atx_v1) (signature, syntax, dependencies, PoET
 //! membership, VRF nonce, initial PoST and NIPoST with real k2pow checks by a light-mode
 //! RandomX from `post`), then ingested by [`AtxStore`], which flags equivocating identities; an
 //! ATX rejected because its NIPoST PoST fails the difficulty check at one index flags its
 //! identity too (an InvalidPostIndex proof, checked at that index).
 //!
 //! **Simplifications.**
-//! - Eligibility VRF: the real ECVRF over the node key needs the identity's private key, which
-//!   the node never has. Until ballots are signed by the coordinator's keystore, the 80-byte VRF
-//!   output of slot `j` is a deterministic stand-in,
-//!   `blake3-XOF(beacon ‖ u32le(epoch) ‖ u64le(vrf_nonce) ‖ u32le(j) ‖ node_id)[0..80]`.
-//!   This is the one simplification left in eligibility.
-//! - No ballots/proposals/hare: every eligible, unflagged identity is deemed to have proposed in
-//!   its layers (an honest smesher would), and the block is final on creation.
+//! - No hare, no proposals: the agreed set of layer `L` is every valid ballot received by the
+//!   end of `L` from identities not flagged by then (one per identity: the first accepted), and
+//!   the block is final on creation. Ballots carry no transactions (the mempool feeds blocks).
+//! - No tortoise: ballots carry no votes and their opinion hash is the zero hash (not checked).
+//! - The eligibility proofs are inside the signed inner ballot ([`crate::ballot`]).
 //! - Beacon: epochs ≤ 2 use the first 4 bytes of the genesis id; later epochs
 //!   `blake3("beacon" ‖ genesis_id ‖ u32le(epoch))[0..4]` (§6.2).
 //! - Every pending transaction goes into the next applied layer (no mempool selection).
 //! - p2p sync state is [`BridgeError::NotAvailable`].
 //!
-//! **Memory** is bounded by `retain_epochs`: PoET rounds, events, rewards, receipts and active
-//! sets older than that many epochs are forgotten. Validated ATXs stay (later ATXs refer to
+//! **Memory** is bounded by `retain_epochs`: PoET rounds, events, rewards, receipts, active
+//! sets and ballots older than that many epochs are forgotten. Validated ATXs stay (later ATXs refer to
 //! them): one per identity per epoch.
 //!
 //! **Durability**: [`Devnet::new`] lives in memory; [`Devnet::open`] keeps the chain in a
@@ -56,10 +66,7 @@ use crate::atx::{
 use crate::bridge::{BridgeError, LayerRewardInfo, NodeEvent, PoetId, PoetInfo, PoetRound, Reward};
 use crate::clock::{Clock, ClockError, ClockParams, ClockParamsError, EpochId, LayerId};
 use crate::poet::{PoetConfig, PoetError, PoetServer, RoundEvent, RoundSchedule};
-use crate::rewards::{
-    block_reward_entries, layer_rewards, EligibilityParams, ProposalReward, RewardError, SMIDGE_PER_SMH,
-    VRF_OUTPUT_LEN,
-};
+use crate::rewards::{block_reward_entries, layer_rewards, EligibilityParams, RewardError, SMIDGE_PER_SMH};
 use crate::vm::{Address, GenesisAccount, TxId, TxReceipt, Vm, VmConfig};
 
 /// One simulated PoET.
@@ -188,25 +195,6 @@ fn millis(t: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// The stand-in for the ECVRF output of slot `j` (see the module docs).
-pub fn vrf_stand_in(
-    beacon: &[u8; 4],
-    epoch: EpochId,
-    vrf_nonce: u64,
-    j: u32,
-    node: &NodeId,
-) -> [u8; VRF_OUTPUT_LEN] {
-    let mut h = blake3::Hasher::new();
-    h.update(beacon);
-    h.update(&epoch.to_le_bytes());
-    h.update(&vrf_nonce.to_le_bytes());
-    h.update(&j.to_le_bytes());
-    h.update(node);
-    let mut out = [0u8; VRF_OUTPUT_LEN];
-    h.finalize_xof().fill(&mut out);
-    out
-}
-
 /// The devnet beacon of `epoch` (see the module docs).
 pub fn devnet_beacon(genesis_id: &[u8; 20], epoch: EpochId) -> [u8; 4] {
     let mut b = [0u8; 4];
@@ -232,13 +220,25 @@ struct PoetSlot {
 struct ActiveMember {
     atx: ValidatedAtx,
     slots: u32,
-    layers: BTreeMap<LayerId, u32>,
 }
 
 #[derive(Debug, Clone, Default)]
 struct ActiveSet {
     total_weight: u64,
+    /// [`crate::ballot::active_set_hash`] of the members' ATX ids.
+    hash: [u8; 32],
     members: BTreeMap<NodeId, ActiveMember>,
+}
+
+impl ActiveSet {
+    fn new(total_weight: u64, members: BTreeMap<NodeId, ActiveMember>) -> Self {
+        let ids: Vec<AtxId> = members.values().map(|m| m.atx.id).collect();
+        ActiveSet {
+            total_weight,
+            hash: crate::ballot::active_set_hash(&ids),
+            members,
+        }
+    }
 }
 
 struct State {
@@ -253,6 +253,8 @@ struct State {
     by_smesher: BTreeMap<NodeId, Vec<AtxId>>,
     by_publish: BTreeMap<Epoch, Vec<AtxId>>,
     active_sets: BTreeMap<EpochId, ActiveSet>,
+    /// Accepted ballots of the kept epochs.
+    ballots: BTreeMap<EpochId, ballots::EpochBallots>,
     vm: Vm,
     mempool: Vec<Vec<u8>>,
     receipts: HashMap<TxId, (EpochId, TxReceipt)>,
@@ -375,6 +377,7 @@ impl State {
             by_smesher: BTreeMap::new(),
             by_publish: BTreeMap::new(),
             active_sets: BTreeMap::new(),
+            ballots: BTreeMap::new(),
             vm,
             mempool: Vec::new(),
             receipts: HashMap::new(),
@@ -555,22 +558,12 @@ impl State {
             .filter(|v| v.weight > 0 && !self.store.is_malicious(&v.smesher_id))
             .collect();
         let total_weight = atxs.iter().fold(0u64, |acc, v| acc.saturating_add(v.weight));
-        let beacon = self.beacon(epoch);
         let mut members = BTreeMap::new();
         for atx in atxs {
             let slots = self.cfg.eligibility.slots(atx.weight, total_weight)?;
-            let mut layers = BTreeMap::new();
-            for j in 0..slots {
-                let vrf = vrf_stand_in(&beacon, epoch, atx.vrf_nonce, j, &atx.smesher_id);
-                let layer = self.cfg.eligibility.eligibility_layer(epoch, &vrf)?;
-                *layers.entry(layer).or_insert(0u32) += 1;
-            }
-            members.insert(atx.smesher_id, ActiveMember { atx, slots, layers });
+            members.insert(atx.smesher_id, ActiveMember { atx, slots });
         }
-        Ok(ActiveSet {
-            total_weight,
-            members,
-        })
+        Ok(ActiveSet::new(total_weight, members))
     }
 
     fn epoch_started(&mut self, epoch: EpochId) -> Result<(), BridgeError> {
@@ -589,6 +582,7 @@ impl State {
         self.oldest_epoch = oldest;
         let lpe = self.clock.layers_per_epoch();
         self.active_sets = self.active_sets.split_off(&oldest);
+        self.ballots = self.ballots.split_off(&oldest);
         self.by_publish = self.by_publish.split_off(&oldest.saturating_sub(1));
         let first_layer = oldest.saturating_mul(lpe);
         self.layers = self.layers.split_off(&first_layer);
@@ -617,23 +611,7 @@ impl State {
             return Ok(());
         }
         let epoch = self.clock.epoch_of_layer(layer);
-        let proposals: Vec<ProposalReward<AtxId, Address>> = self
-            .active_sets
-            .get(&epoch)
-            .into_iter()
-            .flat_map(|set| set.members.values())
-            .filter(|m| !self.store.is_malicious(&m.atx.smesher_id))
-            .filter_map(|m| {
-                let proofs = *m.layers.get(&layer)?;
-                Some(ProposalReward {
-                    atx: m.atx.id,
-                    coinbase: Address(m.atx.coinbase),
-                    atx_weight: m.atx.weight,
-                    eligibility_proofs: proofs,
-                    eligibility_count: m.slots,
-                })
-            })
-            .collect();
+        let proposals = self.proposals(epoch, layer);
         let entries = block_reward_entries(&proposals)?;
         let txs = std::mem::take(&mut self.mempool);
         let mut split: Option<Result<crate::rewards::LayerRewards<AtxId, Address>, RewardError>> = None;
@@ -708,10 +686,13 @@ impl State {
     }
 }
 
+mod ballots;
 mod node;
 pub mod persist;
 mod snapshot;
 
+#[cfg(test)]
+mod ballot_tests;
 #[cfg(test)]
 mod persist_tests;
 #[cfg(test)]

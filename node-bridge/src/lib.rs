@@ -15,6 +15,7 @@
 //!   transactions, gas and fees.
 
 pub mod atx;
+pub mod ballot;
 pub mod bridge;
 pub mod clock;
 pub mod codec;
@@ -24,3 +25,4 @@ pub mod rewards;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod vm;
+pub mod vrf;

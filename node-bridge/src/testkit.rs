@@ -1,9 +1,14 @@
 //! Fixtures for the tests of this crate and of the coordinator (feature `testkit`): tiny PoST
 //! data kept in memory (scrypt N = 2, 256 labels per unit), real proofs from `post`'s prover with
-//! real k2pow (light RandomX, all-0xFF difficulty), and a devnet whose PoETs are paced slowly
-//! enough for a test to run whole rounds in milliseconds. Not for production: it panics freely.
+//! real k2pow (light RandomX, all-0xFF difficulty), a devnet whose PoETs are paced slowly
+//! enough for a test to run whole rounds in milliseconds, and ballots with real VRF eligibility
+//! proofs signed from a raw seed (what the coordinator's keystore does). Not for production: it
+//! panics freely.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
+
+use ed25519_dalek::{Signer, SigningKey};
 
 use post::difficulty::{proving_difficulty, scale_pow_difficulty, vrf_difficulty};
 use post::pow::{challenge8, PowSolver, RandomXMode, RandomXOptions, RandomXPow};
@@ -12,7 +17,11 @@ use post::prove::{scan_buffer, Prover};
 use post::scrypt::{commitment, label32};
 
 use crate::atx::{AtxId, AtxParams, Hash32, NodeId, Post};
+use crate::ballot::{ballot_signing_message, vrf_message, Ballot, BallotId, EpochData, VotingEligibility};
+use crate::bridge::Eligibility;
+use crate::clock::LayerId;
 use crate::devnet::DevnetConfig;
+use crate::rewards::{eligibility_layer, EligibilityParams};
 use crate::vm::Address;
 
 /// Tiny PoST parameters: 256 labels per unit, 1-2 units, K1/K2/K3 = 16/8/4, any pow, scrypt N = 2,
@@ -132,4 +141,86 @@ impl TinyPost {
         }
         panic!("no proof in 4096 nonces");
     }
+}
+
+/// Every eligible layer of `smesher` (seed → ed25519 key) in `epoch` from `eligibility` (the
+/// node's answer), with the VRF proofs of each: `(layer, Vec<VotingEligibility>)` ascending by
+/// layer, proofs ascending by `j`. Uses the layers per epoch of every testkit devnet
+/// ([`EligibilityParams::devnet`], 12); [`eligible_layers_in`] takes another.
+pub fn eligible_layers(seed: &[u8; 32], eligibility: &Eligibility) -> Vec<(LayerId, Vec<VotingEligibility>)> {
+    eligible_layers_in(seed, eligibility, EligibilityParams::devnet().layers_per_epoch)
+}
+
+/// [`eligible_layers`] for a network of `layers_per_epoch` layers per epoch.
+pub fn eligible_layers_in(
+    seed: &[u8; 32],
+    eligibility: &Eligibility,
+    layers_per_epoch: u32,
+) -> Vec<(LayerId, Vec<VotingEligibility>)> {
+    let mut by_layer: BTreeMap<LayerId, Vec<VotingEligibility>> = BTreeMap::new();
+    for j in 0..eligibility.slots {
+        let msg = vrf_message(&eligibility.beacon, eligibility.epoch, eligibility.vrf_nonce, j);
+        let sig = crate::vrf::prove(seed, &msg);
+        let layer = eligibility_layer(eligibility.epoch, layers_per_epoch, &sig).expect("eligible layer");
+        by_layer
+            .entry(layer)
+            .or_default()
+            .push(VotingEligibility { j, sig });
+    }
+    by_layer.into_iter().collect()
+}
+
+/// (Re-)signs `ballot` with `seed` for `genesis_id`, setting its smesher id to the seed's key.
+pub fn sign_ballot(genesis_id: &[u8; 20], seed: &[u8; 32], ballot: &mut Ballot) {
+    let key = SigningKey::from_bytes(seed);
+    ballot.smesher_id = key.verifying_key().to_bytes();
+    ballot.signature = key
+        .sign(&ballot_signing_message(genesis_id, &ballot.signed_bytes()))
+        .to_bytes();
+}
+
+/// A ballot for `layer` signed with `seed` (reference ballot, with `EpochData` from
+/// `eligibility`, when `ref_ballot` is None); opinion hash zero.
+pub fn signed_ballot(
+    genesis_id: &[u8; 20],
+    seed: &[u8; 32],
+    eligibility: &Eligibility,
+    layer: LayerId,
+    proofs: Vec<VotingEligibility>,
+    ref_ballot: Option<BallotId>,
+) -> Ballot {
+    let mut b = Ballot {
+        layer,
+        atx_id: eligibility.atx,
+        opinion_hash: [0; 32],
+        epoch_data: ref_ballot.is_none().then_some(EpochData {
+            active_set_hash: eligibility.active_set_hash,
+            beacon: eligibility.beacon,
+            eligibility_count: eligibility.slots,
+        }),
+        ref_ballot,
+        eligibility_proofs: proofs,
+        smesher_id: [0; 32],
+        signature: [0; 64],
+    };
+    sign_ballot(genesis_id, seed, &mut b);
+    b
+}
+
+/// The ballots of every eligible layer of the epoch, ascending by layer: the first is the
+/// reference ballot, the others name it.
+pub fn epoch_ballots(genesis_id: &[u8; 20], seed: &[u8; 32], eligibility: &Eligibility) -> Vec<Ballot> {
+    let mut out: Vec<Ballot> = Vec::new();
+    for (layer, proofs) in eligible_layers(seed, eligibility) {
+        let reference = out.first().map(Ballot::id);
+        out.push(signed_ballot(
+            genesis_id,
+            seed,
+            eligibility,
+            layer,
+            proofs,
+            reference,
+        ));
+    }
+    out
 }

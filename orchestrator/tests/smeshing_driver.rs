@@ -598,3 +598,116 @@ async fn a_prepared_but_unregistered_cycle_whose_round_started_is_left_behind() 
         ));
     }
 }
+
+/// Ballots (devnet.md §3.2): once its first ATX is in the active set, the identity votes in
+/// every layer its VRF proofs select, each ballot with that layer's proofs, the first one the
+/// epoch's reference ballot; the node accepts them and pays exactly those layers. A second
+/// coordinator on the same safety database, whose view of the node differs (it sees the
+/// reference ballot the first one cast), would build another ballot for a layer the first one
+/// voted in: the safety database refuses it, nothing is signed, and the identity is not flagged.
+#[tokio::test]
+async fn the_identity_votes_in_its_eligible_layers_and_a_second_ballot_for_a_layer_is_refused() {
+    use node_bridge::vm::Address;
+    use orchestrator::smeshing::{Vote, VoteError, Voter};
+    use orchestrator::store::NotSafeReason;
+
+    let env = Env::new().await;
+    let mut driver = env.driver();
+    env.ready_with_initial_post(&mut driver).await;
+    env.record_vrf_nonce().await;
+    let first = env.clock.builder_timeline(0, None).expect("timeline");
+    env.devnet.advance(first.register_at_ms).expect("advance");
+    assert!(matches!(env.step(&mut driver).await, Step::Registered { .. }));
+    env.devnet.advance(first.round_end_ms + 100).expect("advance");
+    assert!(matches!(
+        env.step(&mut driver).await,
+        Step::ProvingRequested { .. }
+    ));
+    env.prove(1).await;
+    env.devnet
+        .advance(first.publish_not_before_ms.max(first.round_end_ms + 200))
+        .expect("advance");
+    assert!(matches!(
+        env.step(&mut driver).await,
+        Step::Published { accepted: true, .. }
+    ));
+
+    // Epoch 2: the ATX's target epoch.
+    let params = env.devnet.clock_params().expect("params");
+    let lpe = params.layers_per_epoch;
+    let layer_ms = params.layer_duration_ms;
+    let first_layer = 2 * lpe;
+    let ident = env.store.get_identity(env.identity.id).await.expect("identity");
+    let node_id = orchestrator::keystore::NodeId::from_bytes(ident.node_id);
+    let mut voter = Voter::new(env.store.clone(), env.keystore.clone(), env.devnet.clone());
+    let mut cast = Vec::new();
+    let mut second_checked = false;
+    for layer in first_layer..first_layer + lpe {
+        env.devnet
+            .advance(params.genesis_ms + u64::from(layer) * layer_ms + 100)
+            .expect("advance");
+        for (who, vote) in voter.pass(std::slice::from_ref(&ident)).await {
+            assert_eq!(who, node_id);
+            match vote.expect("vote") {
+                Vote::Cast {
+                    layer: l,
+                    proofs,
+                    duplicate,
+                } => {
+                    assert_eq!(l, layer);
+                    assert!(!duplicate);
+                    cast.push((l, proofs));
+                }
+            }
+        }
+        // The same pass again: nothing more in this layer.
+        assert!(voter.pass(std::slice::from_ref(&ident)).await.is_empty());
+        if cast.len() == 1 && !second_checked && cast[0].0 == layer {
+            // A second coordinator now: it sees the reference ballot and builds another ballot.
+            let mut other = Voter::new(env.store.clone(), env.keystore.clone(), env.devnet.clone());
+            let out = other.pass(std::slice::from_ref(&ident)).await;
+            assert!(
+                matches!(
+                    out.as_slice(),
+                    [(_, Err(VoteError::NotSafe { reason: NotSafeReason::DoubleBallot { layer: l }, .. }))] if *l == layer
+                ),
+                "{out:?}"
+            );
+            second_checked = true;
+        }
+    }
+    assert!(second_checked, "the identity had no eligible layer in epoch 2");
+    let eligibility = env
+        .devnet
+        .eligibility(&ident.node_id, 2)
+        .expect("eligibility")
+        .expect("in the active set");
+    assert_eq!(
+        cast.iter().map(|(_, p)| *p as u32).sum::<u32>(),
+        eligibility.slots,
+        "every slot's proof went into a ballot"
+    );
+    assert_eq!(
+        eligibility.layers,
+        cast.iter().map(|(l, p)| (*l, *p as u32)).collect::<Vec<_>>(),
+        "the node accepted every ballot"
+    );
+    assert!(env
+        .devnet
+        .malfeasance(&ident.node_id)
+        .expect("malfeasance")
+        .is_none());
+    // Paid in exactly those layers once the epoch is over.
+    env.devnet
+        .advance(params.genesis_ms + u64::from(first_layer + lpe) * layer_ms + 100)
+        .expect("advance");
+    let coinbase = Address::parse(ident.coinbase.as_deref().expect("coinbase")).expect("address");
+    let paid: Vec<u32> = env
+        .devnet
+        .rewards_of(&coinbase, 0)
+        .expect("rewards")
+        .iter()
+        .map(|r| r.layer)
+        .collect();
+    assert_eq!(paid, cast.iter().map(|(l, _)| *l).collect::<Vec<_>>());
+}

@@ -111,6 +111,7 @@ storage_suite!(
     safety_survives_restart,
     safety_grants_keystore_permits,
     safety_race_between_two_processes,
+    safety_ballots,
     coordinator_lock,
     proving_requests_and_proofs,
     returned_lease_is_not_an_attempt,
@@ -1596,6 +1597,65 @@ mod cases {
             s.list_atx_records(node.as_bytes()).await.expect("records").len(),
             1
         );
+    }
+
+    /// One ballot message per identity and layer: the same message again is Safe, another one is
+    /// refused (MultipleBallots) and records nothing; the records survive a reopen and are
+    /// append-only; a second store on the same database (a second coordinator) is refused too.
+    pub async fn safety_ballots(db: TestDb) {
+        use orchestrator::keystore::NodeId;
+        use orchestrator::store::BallotSigning;
+        let s = db.open().await;
+        let node = NodeId::from_bytes([6; 32]);
+        let (m1, m2) = (b"ballot one".as_slice(), b"ballot two".as_slice());
+        let grant = |s: Store, layer: u32, m: &'static [u8]| async move {
+            s.grant_ballot_signature(node, layer, m, T0)
+                .await
+                .expect("ballot safety")
+        };
+        let BallotSigning::Permitted(p) = grant(s.clone(), 30, m1).await else {
+            panic!("first ballot refused");
+        };
+        assert_eq!((p.node_id(), p.layer()), (node, 30));
+        assert_eq!(p.message_hash(), blake3::hash(m1).as_bytes());
+        assert!(matches!(
+            grant(s.clone(), 30, m1).await,
+            BallotSigning::Permitted(_)
+        ));
+        assert_eq!(
+            grant(s.clone(), 30, m2).await,
+            BallotSigning::Refused {
+                existing_hash: *blake3::hash(m1).as_bytes(),
+                reason: NotSafeReason::DoubleBallot { layer: 30 }
+            }
+        );
+        assert!(matches!(
+            grant(s.clone(), 31, m2).await,
+            BallotSigning::Permitted(_)
+        ));
+        // Another identity is independent.
+        assert_eq!(
+            s.check_and_record_ballot(&[7; 32], 30, blake3::hash(m2).as_bytes(), T0)
+                .await
+                .expect("other identity"),
+            Safety::Safe
+        );
+        // A second store (process) on the same database sees the records.
+        let other = db.open().await;
+        assert!(matches!(
+            grant(other.clone(), 30, m2).await,
+            BallotSigning::Refused { .. }
+        ));
+        assert!(matches!(grant(other, 31, m2).await, BallotSigning::Permitted(_)));
+        let raw = db.raw().await;
+        assert!(sqlx::query("DELETE FROM ballot_safety")
+            .execute(&raw)
+            .await
+            .is_err());
+        assert!(sqlx::query("UPDATE ballot_safety SET message_hash = node_id")
+            .execute(&raw)
+            .await
+            .is_err());
     }
 
     pub async fn safety_survives_restart(db: TestDb) {

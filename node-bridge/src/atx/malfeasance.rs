@@ -1,5 +1,6 @@
-//! ATX malfeasance v1 (spec/devnet.md §4, spec/node.md §2.7): MultipleATXs (type 1, two
-//! different ATXs of one smesher in one publish epoch), InvalidPostIndex (type 4, an ATX whose
+//! Malfeasance v1 (spec/devnet.md §4, spec/node.md §2.7): MultipleATXs (type 1, two
+//! different ATXs of one smesher in one publish epoch), MultipleBallots (type 2, two different
+//! ballots of one smesher in one layer), InvalidPostIndex (type 4, an ATX whose
 //! NIPoST PoST has an index that fails the difficulty check) and InvalidPrevATX (type 5, two
 //! different ATXs of one smesher naming the same previous ATX; two initial ATXs count, their
 //! previous being the empty id).
@@ -7,6 +8,8 @@
 //! Wire forms (best reading of go-spacemesh's `malfeasance/wire`, not in the spec):
 //! `AtxProofMsg = {InnerMsg: ATXMetadata{PublishEpoch compact, MsgHash [32]}, SmesherID [32],
 //! Signature [64]}`, `AtxProof = {Messages [2]AtxProofMsg}` (a fixed array: no length),
+//! `BallotProofMsg = {InnerMsg: BallotMetadata{Layer compact, MsgHash [32]}, SmesherID [32],
+//! Signature [64]}`, `BallotProof = {Messages [2]BallotProofMsg}`,
 //! `InvalidPostIndexProof = {Atx ActivationTxV1, InvalidIdx compact u32}`,
 //! `InvalidPrevATXProof = {Atx1, Atx2 ActivationTxV1}`. The outer gossip container
 //! (`MalfeasanceProof{Layer, Proof{Type, Data}}`) is not implemented here; [`MalfeasanceProof`]
@@ -16,6 +19,8 @@ use post::pow::PowVerifier;
 use post::proof::ProofMetadata;
 use post::verify::{verify, Mode, VerifyError, VerifyOptions};
 
+use crate::ballot::{ballot_signing_message, Ballot, BallotMetadata};
+use crate::clock::LayerId;
 use crate::codec::{DecodeError, Decoder, Encoder};
 
 use super::ids::{metadata_signing_bytes, verify_atx_signature, verify_signature, GenesisId};
@@ -24,6 +29,8 @@ use super::wire::{ActivationTxV1, AtxId, AtxMetadata, Epoch, NodeId, Scale};
 
 /// v1 type byte of a MultipleATXs proof.
 pub const MULTIPLE_ATXS: u8 = 1;
+/// v1 type byte of a MultipleBallots proof.
+pub const MULTIPLE_BALLOTS: u8 = 2;
 /// v1 type byte of an InvalidPostIndex proof.
 pub const INVALID_POST_INDEX: u8 = 4;
 /// v1 type byte of an InvalidPrevATX proof.
@@ -82,6 +89,57 @@ pub struct MultipleAtxsProof {
     pub messages: [AtxProofMsg; 2],
 }
 
+/// One signed `{Layer, hash of the inner ballot}`: what a ballot signature covers, with its
+/// signer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BallotProofMsg {
+    pub inner: BallotMetadata,
+    pub smesher_id: NodeId,
+    pub signature: [u8; 64],
+}
+
+impl BallotProofMsg {
+    /// The signed metadata of `ballot`.
+    pub fn of(ballot: &Ballot) -> Self {
+        Self {
+            inner: ballot.metadata(),
+            smesher_id: ballot.smesher_id,
+            signature: ballot.signature,
+        }
+    }
+
+    /// Whether the signature is the smesher's over `genesis_id ‖ 0x02 ‖ SCALE(inner)`.
+    pub fn verify(&self, genesis_id: &GenesisId) -> bool {
+        verify_signature(
+            &self.smesher_id,
+            &ballot_signing_message(genesis_id, &self.inner.to_bytes()),
+            &self.signature,
+        )
+    }
+}
+
+impl Scale for BallotProofMsg {
+    fn encode_to(&self, e: &mut Encoder) {
+        self.inner.encode_to(e);
+        e.array(&self.smesher_id);
+        e.array(&self.signature);
+    }
+
+    fn decode_from(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            inner: BallotMetadata::decode_from(d)?,
+            smesher_id: d.array("ballot proof smesher id")?,
+            signature: d.array("ballot proof signature")?,
+        })
+    }
+}
+
+/// Two different ballots of one smesher in one layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MultipleBallotsProof {
+    pub messages: [BallotProofMsg; 2],
+}
+
 /// Two different ATXs of one smesher that name the same previous ATX.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct InvalidPrevAtxProof {
@@ -110,6 +168,7 @@ pub struct PostCheck<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum MalfeasanceProof {
     MultipleAtxs(Box<MultipleAtxsProof>),
+    MultipleBallots(Box<MultipleBallotsProof>),
     InvalidPostIndex(Box<InvalidPostIndexProof>),
     InvalidPrevAtx(Box<InvalidPrevAtxProof>),
 }
@@ -123,6 +182,10 @@ pub enum MalfeasanceError {
     InvalidSignature { which: usize },
     #[error("publish epochs differ: {first} and {second}")]
     DifferentEpochs { first: Epoch, second: Epoch },
+    #[error("layers differ: {first} and {second}")]
+    DifferentLayers { first: LayerId, second: LayerId },
+    #[error("both messages are about the same ballot")]
+    SameBallot,
     #[error("previous ATXs differ")]
     DifferentPrevAtx,
     #[error("both messages are about the same ATX")]
@@ -189,6 +252,41 @@ impl MultipleAtxsProof {
         }
         if m1.inner.msg_hash == m2.inner.msg_hash {
             return Err(MalfeasanceError::SameAtx);
+        }
+        Ok(m1.smesher_id)
+    }
+}
+
+/// A MultipleBallots proof when `a` and `b` are different ballots of one smesher in one layer
+/// (`[a, b]`: the one known first, then the new one).
+pub fn detect_multiple_ballots(a: &Ballot, b: &Ballot) -> Option<MultipleBallotsProof> {
+    let (ma, mb) = (BallotProofMsg::of(a), BallotProofMsg::of(b));
+    (a.smesher_id == b.smesher_id && a.layer == b.layer && ma.inner.msg_hash != mb.inner.msg_hash)
+        .then_some(MultipleBallotsProof { messages: [ma, mb] })
+}
+
+impl MultipleBallotsProof {
+    /// Check the proof on its own (spec/devnet.md §4): same smesher, both signatures valid in
+    /// the ballot domain, same layer, different hashes. Returns the malicious identity; whether
+    /// the identity is known is the caller's check.
+    pub fn verify(&self, genesis_id: &GenesisId) -> Result<NodeId, MalfeasanceError> {
+        let [m1, m2] = &self.messages;
+        if m1.smesher_id != m2.smesher_id {
+            return Err(MalfeasanceError::DifferentSmeshers);
+        }
+        for (which, m) in self.messages.iter().enumerate() {
+            if !m.verify(genesis_id) {
+                return Err(MalfeasanceError::InvalidSignature { which });
+            }
+        }
+        if m1.inner.layer != m2.inner.layer {
+            return Err(MalfeasanceError::DifferentLayers {
+                first: m1.inner.layer,
+                second: m2.inner.layer,
+            });
+        }
+        if m1.inner.msg_hash == m2.inner.msg_hash {
+            return Err(MalfeasanceError::SameBallot);
         }
         Ok(m1.smesher_id)
     }
@@ -280,6 +378,7 @@ impl MalfeasanceProof {
     pub fn kind(&self) -> u8 {
         match self {
             MalfeasanceProof::MultipleAtxs(_) => MULTIPLE_ATXS,
+            MalfeasanceProof::MultipleBallots(_) => MULTIPLE_BALLOTS,
             MalfeasanceProof::InvalidPostIndex(_) => INVALID_POST_INDEX,
             MalfeasanceProof::InvalidPrevAtx(_) => INVALID_PREV_ATX,
         }
@@ -289,6 +388,7 @@ impl MalfeasanceProof {
     pub fn smesher_id(&self) -> NodeId {
         match self {
             MalfeasanceProof::MultipleAtxs(p) => p.messages[0].smesher_id,
+            MalfeasanceProof::MultipleBallots(p) => p.messages[0].smesher_id,
             MalfeasanceProof::InvalidPostIndex(p) => p.atx.smesher_id,
             MalfeasanceProof::InvalidPrevAtx(p) => p.atx1.smesher_id,
         }
@@ -309,6 +409,7 @@ impl MalfeasanceProof {
     ) -> Result<NodeId, MalfeasanceError> {
         match self {
             MalfeasanceProof::MultipleAtxs(p) => p.verify(genesis_id),
+            MalfeasanceProof::MultipleBallots(p) => p.verify(genesis_id),
             MalfeasanceProof::InvalidPostIndex(p) => match post {
                 Some(check) => p.verify(genesis_id, check),
                 None => Err(MalfeasanceError::NeedsPostCheck),
@@ -325,6 +426,12 @@ impl MalfeasanceProof {
                 messages: [
                     AtxProofMsg::decode_from(&mut d)?,
                     AtxProofMsg::decode_from(&mut d)?,
+                ],
+            })),
+            MULTIPLE_BALLOTS => MalfeasanceProof::MultipleBallots(Box::new(MultipleBallotsProof {
+                messages: [
+                    BallotProofMsg::decode_from(&mut d)?,
+                    BallotProofMsg::decode_from(&mut d)?,
                 ],
             })),
             INVALID_POST_INDEX => MalfeasanceProof::InvalidPostIndex(Box::new(InvalidPostIndexProof {
@@ -352,6 +459,10 @@ impl MalfeasanceProof {
                 p.messages[0].encode_to(&mut e);
                 p.messages[1].encode_to(&mut e);
             }
+            MalfeasanceProof::MultipleBallots(p) => {
+                p.messages[0].encode_to(&mut e);
+                p.messages[1].encode_to(&mut e);
+            }
             MalfeasanceProof::InvalidPostIndex(p) => {
                 p.atx.encode_to(&mut e);
                 e.compact(u64::from(p.invalid_idx));
@@ -365,12 +476,24 @@ impl MalfeasanceProof {
     }
 }
 
-/// The ATX ids a proof is about (two, or one for an InvalidPostIndex proof).
+/// The ATX ids a proof is about (two, one for an InvalidPostIndex proof, none for a
+/// MultipleBallots proof: see [`ballot_hashes`]).
 pub fn atx_ids(proof: &MalfeasanceProof) -> Vec<AtxId> {
     match proof {
         MalfeasanceProof::MultipleAtxs(p) => vec![p.messages[0].inner.msg_hash, p.messages[1].inner.msg_hash],
+        MalfeasanceProof::MultipleBallots(_) => Vec::new(),
         MalfeasanceProof::InvalidPostIndex(p) => vec![p.atx.id()],
         MalfeasanceProof::InvalidPrevAtx(p) => vec![p.atx1.id(), p.atx2.id()],
+    }
+}
+
+/// The two inner-ballot hashes of a MultipleBallots proof (none for the other kinds).
+pub fn ballot_hashes(proof: &MalfeasanceProof) -> Vec<[u8; 32]> {
+    match proof {
+        MalfeasanceProof::MultipleBallots(p) => {
+            vec![p.messages[0].inner.msg_hash, p.messages[1].inner.msg_hash]
+        }
+        _ => Vec::new(),
     }
 }
 
@@ -501,6 +624,98 @@ mod tests {
             atx2: s1.clone(),
         };
         assert_eq!(bad.verify(&genesis()), Err(MalfeasanceError::SameAtx));
+    }
+
+    /// A ballot of `who` in `layer`, signed for the test genesis (its proofs are not checked
+    /// here: only the signed metadata matters to a MultipleBallots proof).
+    fn ballot(who: &crate::atx::testkit::Identity, layer: u32, opinion: u8) -> Ballot {
+        use ed25519_dalek::Signer;
+        let mut b = Ballot {
+            layer,
+            atx_id: [1; 32],
+            opinion_hash: [opinion; 32],
+            epoch_data: None,
+            ref_ballot: Some([2; 20]),
+            eligibility_proofs: vec![crate::ballot::VotingEligibility { j: 0, sig: [3; 80] }],
+            smesher_id: who.node_id,
+            signature: [0; 64],
+        };
+        b.signature = who
+            .key
+            .sign(&ballot_signing_message(&genesis(), &b.signed_bytes()))
+            .to_bytes();
+        b
+    }
+
+    #[test]
+    fn double_ballots_are_detected_and_proved() {
+        let (x, y) = (ballot(alice(), 30, 0), ballot(alice(), 30, 1));
+        let p = detect_multiple_ballots(&x, &y).expect("double ballot");
+        assert_eq!(p.verify(&genesis()), Ok(alice().node_id));
+        let whole = MalfeasanceProof::MultipleBallots(Box::new(p));
+        assert_eq!(whole.kind(), MULTIPLE_BALLOTS);
+        assert_eq!(whole.smesher_id(), alice().node_id);
+        assert_eq!(whole.verify(&genesis()), Ok(alice().node_id));
+        assert_eq!(MalfeasanceProof::decode(&whole.encode()), Ok(whole.clone()));
+        assert_eq!(
+            ballot_hashes(&whole),
+            [x.metadata().msg_hash, y.metadata().msg_hash]
+        );
+        assert!(atx_ids(&whole).is_empty());
+        // The same ballot, another layer, another smesher: nothing.
+        assert!(detect_multiple_ballots(&x, &x).is_none());
+        assert!(detect_multiple_ballots(&x, &ballot(alice(), 31, 1)).is_none());
+        assert!(detect_multiple_ballots(&x, &ballot(bob(), 30, 1)).is_none());
+
+        // Forgeries.
+        let gid = genesis();
+        let mut bad = p;
+        bad.messages[1].signature[0] ^= 1;
+        assert_eq!(
+            bad.verify(&gid),
+            Err(MalfeasanceError::InvalidSignature { which: 1 })
+        );
+        let mut bad = p;
+        bad.messages[0].inner.msg_hash[0] ^= 1;
+        assert_eq!(
+            bad.verify(&gid),
+            Err(MalfeasanceError::InvalidSignature { which: 0 })
+        );
+        let mut bad = p;
+        bad.messages[1].smesher_id = bob().node_id;
+        assert_eq!(bad.verify(&gid), Err(MalfeasanceError::DifferentSmeshers));
+        let bad = MultipleBallotsProof {
+            messages: [p.messages[0], p.messages[0]],
+        };
+        assert_eq!(bad.verify(&gid), Err(MalfeasanceError::SameBallot));
+        let bad = MultipleBallotsProof {
+            messages: [p.messages[0], BallotProofMsg::of(&ballot(alice(), 31, 1))],
+        };
+        assert_eq!(
+            bad.verify(&gid),
+            Err(MalfeasanceError::DifferentLayers {
+                first: 30,
+                second: 31
+            })
+        );
+        // Another network, or the ATX domain: invalid.
+        assert_eq!(
+            p.verify(&[0; 20]),
+            Err(MalfeasanceError::InvalidSignature { which: 0 })
+        );
+        let mut atx_domain = p;
+        for m in &mut atx_domain.messages {
+            let md = crate::atx::wire::AtxMetadata {
+                publish_epoch: m.inner.layer,
+                msg_hash: m.inner.msg_hash,
+            };
+            use ed25519_dalek::Signer;
+            m.signature = alice().key.sign(&metadata_signing_bytes(&gid, &md)).to_bytes();
+        }
+        assert_eq!(
+            atx_domain.verify(&gid),
+            Err(MalfeasanceError::InvalidSignature { which: 0 })
+        );
     }
 
     #[test]

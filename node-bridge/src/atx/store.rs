@@ -125,8 +125,8 @@ impl AtxStore {
     }
 
     /// Flags the identity of a proof this node made and checked itself (an InvalidPostIndex
-    /// proof of an ATX it rejected). Returns whether the identity is newly flagged; a flagged one
-    /// keeps its first proof.
+    /// proof of an ATX it rejected, a MultipleBallots proof of two ballots it accepted). Returns
+    /// whether the identity is newly flagged; a flagged one keeps its first proof.
     pub fn flag(&mut self, proof: MalfeasanceProof) -> bool {
         let smesher = proof.smesher_id();
         if self.malicious.contains_key(&smesher) {
@@ -137,11 +137,21 @@ impl AtxStore {
     }
 
     /// The proofs that no stored ATX pair makes again (InvalidPostIndex: their ATX was rejected
-    /// and is not stored), for a snapshot of the store.
+    /// and is not stored; MultipleBallots: made of ballots, not ATXs), for a snapshot of the
+    /// store, in a fixed order (by identity).
     pub fn proofs_without_stored_atxs(&self) -> impl Iterator<Item = &MalfeasanceProof> {
-        self.malicious
-            .values()
-            .filter(|p| matches!(p, MalfeasanceProof::InvalidPostIndex(_)))
+        let mut v: Vec<(&NodeId, &MalfeasanceProof)> = self
+            .malicious
+            .iter()
+            .filter(|(_, p)| {
+                matches!(
+                    p,
+                    MalfeasanceProof::InvalidPostIndex(_) | MalfeasanceProof::MultipleBallots(_)
+                )
+            })
+            .collect();
+        v.sort_by_key(|(id, _)| **id);
+        v.into_iter().map(|(_, p)| p)
     }
 
     pub fn is_malicious(&self, smesher: &NodeId) -> bool {

@@ -1,5 +1,6 @@
 //! [`NodeBridge`] for [`Devnet`], and the state changes behind its inputs (registrations,
-//! ATXs, transactions), which a devnet opened from a directory journals (see [`super::persist`]).
+//! ATXs, transactions; ballots are in [`super::ballots`]), which a devnet opened from a directory
+//! journals (see [`super::persist`]).
 
 use post::pow::PowVerifier;
 use post::verify::VerifyOptions;
@@ -11,9 +12,11 @@ use crate::atx::{
     validate_atx_v1, ActivationTxV1, AtxError, AtxId, AtxLookup, Epoch, Ingested, InvalidPostIndexProof,
     MalfeasanceProof, NodeId, PostCheck, PostKind, ValidationContext,
 };
+use crate::ballot::{Ballot, BallotId};
 use crate::bridge::{
-    AccountInfo, AtxInfo, AtxSubmission, BridgeError, Eligibility, EventCursor, GenesisInfo, LayerRewardInfo,
-    Malfeasance, NodeBridge, NodeEvent, NodeTime, PoetId, PoetInfo, PoetRegistered, PoetRound, Reward,
+    AccountInfo, AtxInfo, AtxSubmission, BallotSubmission, BridgeError, Eligibility, EventCursor,
+    GenesisInfo, LayerRewardInfo, Malfeasance, NodeBridge, NodeEvent, NodeTime, PoetId, PoetInfo,
+    PoetRegistered, PoetRound, Reward,
 };
 use crate::clock::{ClockParams, EpochId, LayerId};
 use crate::poet::{PoetError, Registration};
@@ -311,9 +314,38 @@ impl NodeBridge for Devnet {
             weight: m.atx.weight,
             active_weight: set.total_weight,
             slots: m.slots,
-            layers: m.layers.iter().map(|(l, n)| (*l, *n)).collect(),
+            beacon: s.beacon(epoch),
+            vrf_nonce: m.atx.vrf_nonce,
+            active_set_hash: set.hash,
+            layers: s
+                .ballots
+                .get(&epoch)
+                .map(|b| b.layers_of(smesher))
+                .unwrap_or_default(),
             fixed,
         }))
+    }
+
+    fn submit_ballot(&self, ballot: &Ballot) -> Result<BallotSubmission, BridgeError> {
+        let mut s = self.lock();
+        let (sub, changed) = s.submit_ballot(ballot)?;
+        if changed {
+            let t = s.now_ms;
+            s.journal(
+                t,
+                Input::SubmitBallot {
+                    ballot: Bytes(ballot.encode()),
+                },
+            )
+            .map_err(storage)?;
+        }
+        Ok(sub)
+    }
+
+    fn reference_ballot(&self, smesher: &NodeId, epoch: EpochId) -> Result<Option<BallotId>, BridgeError> {
+        let s = self.lock();
+        s.check_epoch("reference ballots", epoch)?;
+        Ok(s.ballots.get(&epoch).and_then(|b| b.reference(smesher)))
     }
 
     fn layer_rewards(&self, layer: LayerId) -> Result<Option<LayerRewardInfo>, BridgeError> {

@@ -2,9 +2,10 @@
 //!
 //! A devnet opened from a directory keeps three files there:
 //!
-//! - `snapshot.bin`: the [`State`] at the last [`Devnet::save`] (everything but the ATXs, which
+//! - `snapshot.bin`: the `State` at the last [`Devnet::save`] (everything but the ATXs, which
 //!   are immutable and live in the ATX log): PoET rounds (open registrations, running rounds'
-//!   members, finished rounds' statements, members and SCALE proofs), active sets, accounts,
+//!   members, finished rounds' statements, members and SCALE proofs), active sets, accepted
+//!   ballots (encoded, in acceptance order), accounts,
 //!   mempool, receipts, layer rewards and events of the kept epochs, event numbering, time,
 //!   next layer, the config fingerprint, a generation number and how many ATX-log records it
 //!   covers. Written atomically: `snapshot.bin.tmp`, fsync, rename, fsync of the directory.
@@ -14,7 +15,8 @@
 //!   snapshot's count (a save that died before its rename) are cut off on open, and the
 //!   journal then brings those ATXs back.
 //! - `journal.bin`: the inputs since the snapshot, in order: `advance(t)`, PoET registrations,
-//!   ATX submissions (network bytes) and new transactions (raw bytes), each with the devnet time
+//!   ATX submissions (network bytes), new transactions (raw bytes) and accepted ballots
+//!   (encoded; a rejected ballot changes nothing and is not journaled), each with the devnet time
 //!   it happened at. A header names the snapshot generation the journal follows; a journal of an
 //!   older generation (a save that died after the snapshot's rename) is stale and replaced.
 //!   Input records are fsynced before the input's caller gets its answer; `advance` records are
@@ -48,13 +50,16 @@ use serde::{Deserialize, Serialize};
 use super::snapshot::{AtxRecord, Snapshot};
 use super::{Devnet, DevnetConfig, DevnetError, State};
 use crate::atx::{ActivationTxV1, Scale};
+use crate::ballot::Ballot;
 use crate::bridge::PoetId;
 use crate::poet::Registration;
 
 const SNAPSHOT: &str = "snapshot.bin";
 const JOURNAL: &str = "journal.bin";
 const ATXS: &str = "atxs.bin";
-const MAGIC_SNAPSHOT: &[u8; 8] = b"SFDNSNP1";
+/// Format 2: ballots (and active sets without per-layer eligibility). Format 1 is refused.
+const MAGIC_SNAPSHOT: &[u8; 8] = b"SFDNSNP2";
+const MAGIC_SNAPSHOT_V1: &[u8; 8] = b"SFDNSNP1";
 const MAGIC_JOURNAL: &[u8; 8] = b"SFDNJRN1";
 const MAGIC_ATXS: &[u8; 8] = b"SFDNATX1";
 /// Largest record accepted on read (a PoET proof is ≈ 170 KB; a snapshot a few MB).
@@ -119,6 +124,10 @@ pub enum Input {
     },
     SubmitTx {
         raw: Bytes,
+    },
+    /// An accepted ballot (its encoding).
+    SubmitBallot {
+        ballot: Bytes,
     },
 }
 
@@ -474,6 +483,10 @@ impl State {
             Input::SubmitTx { raw } => {
                 self.submit_tx(&raw.0).map_err(|e| e.to_string())?;
             }
+            Input::SubmitBallot { ballot } => {
+                let ballot = Ballot::decode(&ballot.0).map_err(|e| format!("ballot bytes: {e}"))?;
+                self.submit_ballot(&ballot).map_err(|e| e.to_string())?;
+            }
         }
         Ok(())
     }
@@ -547,6 +560,12 @@ impl Devnet {
 
         // The snapshot: whole or corrupt (it is only ever renamed into place).
         let bytes = read(&snap_path)?;
+        if bytes.starts_with(MAGIC_SNAPSHOT_V1) {
+            return Err(corrupt(
+                &snap_path,
+                "snapshot format 1 (written before signed ballots) is not supported: start the devnet in a fresh directory",
+            ));
+        }
         let (recs, end) = records(&snap_path, &bytes, MAGIC_SNAPSHOT)?;
         let [(payload, _)] = recs[..] else {
             return Err(corrupt(&snap_path, "not exactly one whole record"));

@@ -159,7 +159,7 @@ struct Ctx {
 const STEPS: usize = 12;
 
 /// Step `k` of the script, on any devnet (the original or a reopened copy). Step 8 (after a
-/// save and journal records; round 1 running) and earlier are checkpoints.
+/// save and journal records: ballots of epoch 2; round 1 running) and earlier are checkpoints.
 fn step(dn: &Devnet, w: &World, faucet_key: &SigningKey, ctx: &mut Ctx, k: usize) {
     let g = dn.genesis().expect("genesis");
     match k {
@@ -207,7 +207,13 @@ fn step(dn: &Devnet, w: &World, faucet_key: &SigningKey, ctx: &mut Ctx, k: usize
             dn.advance(120_500).expect("advance");
             dn.save().expect("save");
         }
-        8 => dn.advance(121_000).expect("advance"),
+        // Epoch 2 started: both sign ballots for their eligible layers (journal only).
+        8 => {
+            dn.advance(121_000).expect("advance");
+            for s in &w.smeshers {
+                s.vote(dn, 2);
+            }
+        }
         // The next ATXs, naming the previous ones.
         9 => {
             dn.advance(150_100).expect("advance");
@@ -217,7 +223,12 @@ fn step(dn: &Devnet, w: &World, faucet_key: &SigningKey, ctx: &mut Ctx, k: usize
                 assert_eq!(info.sequence, 1);
             }
         }
-        10 => dn.advance(180_000).expect("advance"),
+        10 => {
+            dn.advance(180_000).expect("advance");
+            for s in &w.smeshers {
+                s.vote(dn, 3);
+            }
+        }
         _ => dn.advance(241_000).expect("advance"),
     }
 }

@@ -10,6 +10,7 @@ use super::persist::{Bytes, H};
 use super::{ActiveMember, ActiveSet, State};
 use crate::atx::validate::AtxLookup;
 use crate::atx::{ActivationTxV1, PoetProofInfo, Scale, ValidatedAtx};
+use crate::ballot::Ballot;
 use crate::bridge::{LayerRewardInfo, NodeEvent, PoetId, PoetRound, Reward};
 use crate::poet::{PoetProof, PoetServer, RoundProof, RoundSnapshot, ServerSnapshot};
 use crate::vm::{Account, Accounts, Address, TxReceipt, Vm};
@@ -27,13 +28,15 @@ pub(super) struct Snapshot {
     pub poets: Vec<PoetSnap>,
     pub poet_proofs: Vec<(H<32>, H<32>, u64)>,
     pub active_sets: Vec<ActiveSetSnap>,
+    /// `(epoch, encoded ballots in acceptance order)` of the kept epochs.
+    pub ballots: Vec<(u32, Vec<Bytes>)>,
     pub accounts: Vec<Account>,
     pub mempool: Vec<Bytes>,
     pub receipts: Vec<(u32, TxReceipt)>,
     pub layers: Vec<LayerSnap>,
     pub events: Vec<(u32, EventSnap)>,
     /// Malfeasance proofs the ATX log does not make again (InvalidPostIndex: their ATX was
-    /// rejected), encoded.
+    /// rejected; MultipleBallots), encoded.
     #[serde(default)]
     pub flagged: Vec<Bytes>,
 }
@@ -50,15 +53,12 @@ pub(super) struct PoetSnap {
     pub done: Vec<(u64, H<32>, Vec<H<32>>, Bytes)>,
 }
 
-/// An active-set member: `(ATX id, slots, (layer, proofs))`.
-pub(super) type MemberSnap = (H<32>, u32, Vec<(u32, u32)>);
-
 #[derive(Serialize, Deserialize)]
 pub(super) struct ActiveSetSnap {
     pub epoch: u32,
     pub total_weight: u64,
-    /// `(ATX id, slots, (layer, proofs))`.
-    pub members: Vec<MemberSnap>,
+    /// `(ATX id, slots)`; the set's hash is recomputed from the ids.
+    pub members: Vec<(H<32>, u32)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -117,6 +117,12 @@ pub(super) enum EventSnap {
         kind: u8,
     },
     RewardCredited(RewardSnap),
+    BallotAccepted {
+        id: H<20>,
+        smesher: H<32>,
+        layer: u32,
+        eligibilities: u32,
+    },
 }
 
 /// One record of the ATX log: the ATX's network bytes and what validation derived.
@@ -260,6 +266,17 @@ fn event_snap(e: &NodeEvent) -> EventSnap {
             kind: *kind,
         },
         NodeEvent::RewardCredited(r) => EventSnap::RewardCredited(reward_snap(r)),
+        NodeEvent::BallotAccepted {
+            id,
+            smesher,
+            layer,
+            eligibilities,
+        } => EventSnap::BallotAccepted {
+            id: H(*id),
+            smesher: H(*smesher),
+            layer: *layer,
+            eligibilities: *eligibilities,
+        },
     }
 }
 
@@ -320,6 +337,17 @@ fn event(e: EventSnap) -> Result<NodeEvent, Invalid> {
             kind,
         },
         EventSnap::RewardCredited(r) => NodeEvent::RewardCredited(reward(r)),
+        EventSnap::BallotAccepted {
+            id,
+            smesher,
+            layer,
+            eligibilities,
+        } => NodeEvent::BallotAccepted {
+            id: id.0,
+            smesher: smesher.0,
+            layer,
+            eligibilities,
+        },
     })
 }
 
@@ -388,18 +416,13 @@ impl State {
                 .map(|(epoch, set)| ActiveSetSnap {
                     epoch: *epoch,
                     total_weight: set.total_weight,
-                    members: set
-                        .members
-                        .values()
-                        .map(|m| {
-                            (
-                                H(m.atx.id),
-                                m.slots,
-                                m.layers.iter().map(|(l, n)| (*l, *n)).collect(),
-                            )
-                        })
-                        .collect(),
+                    members: set.members.values().map(|m| (H(m.atx.id), m.slots)).collect(),
                 })
+                .collect(),
+            ballots: self
+                .ballots
+                .iter()
+                .map(|(epoch, b)| (*epoch, b.in_order().map(|b| Bytes(b.encode())).collect()))
                 .collect(),
             accounts: self.vm.accounts().iter().cloned().collect(),
             mempool: self.mempool.iter().cloned().map(Bytes).collect(),
@@ -519,22 +542,26 @@ impl State {
         let mut active_sets = BTreeMap::new();
         for set in snap.active_sets {
             let mut members = BTreeMap::new();
-            for (id, slots, layers) in set.members {
+            for (id, slots) in set.members {
                 let atx = self.store.get(&id.0).copied().ok_or_else(|| {
                     format!("active set {} names unknown ATX {}", set.epoch, hex::encode(id.0))
                 })?;
-                let layers = layers.into_iter().collect();
-                members.insert(atx.smesher_id, ActiveMember { atx, slots, layers });
+                members.insert(atx.smesher_id, ActiveMember { atx, slots });
             }
-            active_sets.insert(
-                set.epoch,
-                ActiveSet {
-                    total_weight: set.total_weight,
-                    members,
-                },
-            );
+            active_sets.insert(set.epoch, ActiveSet::new(set.total_weight, members));
         }
         self.active_sets = active_sets;
+        let mut ballots = BTreeMap::new();
+        for (epoch, list) in snap.ballots {
+            let mut stored = super::ballots::EpochBallots::default();
+            for (i, b) in list.into_iter().enumerate() {
+                let ballot = Ballot::decode(&b.0)
+                    .map_err(|e| format!("ballot {i} of epoch {epoch} does not decode: {e}"))?;
+                stored.insert(ballot.id(), ballot);
+            }
+            ballots.insert(epoch, stored);
+        }
+        self.ballots = ballots;
         let mut accounts = Accounts::default();
         for a in snap.accounts {
             accounts.put(a);

@@ -1,7 +1,8 @@
 //! The devnet end to end with a fake clock: a test identity (keys made here, standing in for
 //! the coordinator's keystore) with tiny real PoST data registers with both PoETs, builds and
-//! signs an initial ATX over the best proof, becomes eligible and earns, equivocates and stops
-//! earning; the faucet funds its coinbase with a signed wallet transaction.
+//! signs an initial ATX over the best proof, becomes eligible, signs ballots with real VRF
+//! proofs and earns, equivocates and stops earning; the faucet funds its coinbase with a signed
+//! wallet transaction.
 
 use std::sync::Arc;
 
@@ -14,9 +15,9 @@ use crate::atx::ActivationTxV1;
 use crate::atx::{
     poet_challenge, signing_bytes, Hash32, InnerActivationTxV1, NIPost, NIPostChallengeV1, Post, PostMetadata,
 };
-use crate::bridge::{AtxSubmission, EventCursor, NodeBridge, NodeTime};
+use crate::bridge::{AtxSubmission, BallotSubmission, EventCursor, NodeBridge, NodeTime};
 use crate::poet::Registration;
-use crate::testkit::{tiny_devnet_config, TinyPost, TINY_PARAMS};
+use crate::testkit::{eligible_layers, epoch_ballots, tiny_devnet_config, TinyPost, TINY_PARAMS};
 use crate::vm::tx::{wallet_self_spawn, wallet_spend};
 use crate::vm::{wallet_address, Template, TxStatus};
 
@@ -34,6 +35,8 @@ pub(super) fn config(faucet: Address, retain_epochs: u32) -> DevnetConfig {
 
 /// The coordinator's side of one identity: its key and its PoST data in memory.
 pub(super) struct Smesher {
+    /// The ed25519 seed (the VRF key too).
+    pub(super) seed: [u8; 32],
     pub(super) key: SigningKey,
     pub(super) node_id: NodeId,
     pub(super) commitment_atx: AtxId,
@@ -45,6 +48,7 @@ impl Smesher {
         let key = SigningKey::from_bytes(&[seed; 32]);
         let node_id = key.verifying_key().to_bytes();
         Smesher {
+            seed: [seed; 32],
             key,
             node_id,
             commitment_atx,
@@ -58,6 +62,32 @@ impl Smesher {
 
     pub(super) fn prove(&self, challenge: &Hash32, units: u32) -> Post {
         self.data.prove(challenge, units)
+    }
+
+    /// Submits a ballot for every eligible layer of `epoch` (the node's eligibility answer) and
+    /// checks each is accepted; returns the eligible layers with their proof counts.
+    pub(super) fn vote(&self, bridge: &dyn NodeBridge, epoch: EpochId) -> Vec<(LayerId, u32)> {
+        let g = bridge.genesis().expect("genesis");
+        let el = bridge
+            .eligibility(&self.node_id, epoch)
+            .expect("eligibility")
+            .expect("eligible");
+        let ballots = epoch_ballots(&g.genesis_id, &self.seed, &el);
+        for b in &ballots {
+            let sub = bridge.submit_ballot(b).expect("submit ballot");
+            assert_eq!(
+                sub,
+                BallotSubmission::Accepted {
+                    id: b.id(),
+                    duplicate: false,
+                    equivocation: false
+                }
+            );
+        }
+        ballots
+            .iter()
+            .map(|b| (b.layer, b.eligibility_proofs.len() as u32))
+            .collect()
     }
 
     pub(super) fn sign(&self, inner: InnerActivationTxV1, genesis: &[u8; 20]) -> ActivationTxV1 {
@@ -227,9 +257,41 @@ fn an_identity_smeshes_earns_equivocates_and_stops_earning() {
         .expect("eligibility")
         .expect("eligible");
     assert!(el.fixed);
-    assert_eq!(el.layers, projected.layers);
-    assert_eq!(el.layers.iter().map(|(_, n)| n).sum::<u32>(), 48);
-    assert!(el.layers.iter().all(|(l, _)| (24..36).contains(l)));
+    assert_eq!(
+        (el.beacon, el.vrf_nonce, el.active_set_hash),
+        (
+            bridge.beacon(2).expect("beacon"),
+            me.vrf_nonce(units),
+            crate::ballot::active_set_hash(&[atx.id()])
+        )
+    );
+    assert_eq!(
+        (el.slots, el.active_set_hash, el.beacon),
+        (projected.slots, projected.active_set_hash, projected.beacon)
+    );
+    // No ballot yet: no layer counted. The key holder computes its eligible layers.
+    assert!(el.layers.is_empty() && projected.layers.is_empty());
+    let eligible = eligible_layers(&me.seed, &el);
+    assert_eq!(eligible.iter().map(|(_, p)| p.len()).sum::<usize>(), 48);
+    assert!(eligible.iter().all(|(l, _)| (24..36).contains(l)));
+    assert_eq!(bridge.reference_ballot(&me.node_id, 2).expect("reference"), None);
+    let voted = me.vote(bridge, 2);
+    assert_eq!(
+        voted,
+        eligible
+            .iter()
+            .map(|(l, p)| (*l, p.len() as u32))
+            .collect::<Vec<_>>()
+    );
+    let el = bridge
+        .eligibility(&me.node_id, 2)
+        .expect("eligibility")
+        .expect("eligible");
+    assert_eq!(el.layers, voted);
+    assert!(bridge
+        .reference_ballot(&me.node_id, 2)
+        .expect("reference")
+        .is_some());
 
     let spend_receipt = bridge.tx_status(&spend_id).expect("status").expect("receipt");
     assert_eq!(spend_receipt.status, TxStatus::Applied);
@@ -250,7 +312,7 @@ fn an_identity_smeshes_earns_equivocates_and_stops_earning() {
     let mid = clock.layer_end(29).expect("layer 29");
     devnet.advance(mid).expect("advance");
     let earned = bridge.rewards_of(&coinbase, 0).expect("rewards");
-    let eligible_early: Vec<LayerId> = el.layers.iter().map(|(l, _)| *l).filter(|l| *l <= 29).collect();
+    let eligible_early: Vec<LayerId> = voted.iter().map(|(l, _)| *l).filter(|l| *l <= 29).collect();
     assert_eq!(earned.iter().map(|r| r.layer).collect::<Vec<_>>(), eligible_early);
     assert!(!earned.is_empty());
     for r in &earned {
@@ -418,6 +480,7 @@ fn old_events_rounds_and_rewards_are_forgotten() {
     assert!(st.layers.keys().all(|l| *l >= 72));
     assert!(st.poets.iter().all(|p| p.rounds.is_empty()));
     assert_eq!(st.active_sets.keys().copied().collect::<Vec<_>>(), vec![6, 7, 8]);
+    assert!(st.ballots.keys().all(|e| *e >= 6));
 }
 
 #[test]

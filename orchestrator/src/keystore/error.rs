@@ -224,6 +224,17 @@ pub enum KeystoreError {
     /// ATX signatures are made only with a [`SigningPermit`](super::SigningPermit).
     #[error("ATX-domain signatures require a signing permit from the safety database")]
     AtxRequiresPermit,
+    /// Ballot signatures are made only with a [`BallotPermit`](super::BallotPermit).
+    #[error("ballot-domain signatures require a ballot permit from the safety database")]
+    BallotRequiresPermit,
+    /// The ballot permit was granted for another message.
+    #[error("ballot permit for {node_id} (layer {layer}) was granted for another message")]
+    BallotPermitMismatch {
+        /// The identity.
+        node_id: NodeId,
+        /// The permit's layer.
+        layer: u32,
+    },
     /// A file name given for a go-spacemesh key file is not a plain `NAME.key`.
     #[error("{name:?} is not a valid identity file name (expected a plain NAME.key)")]
     InvalidKeyFileName {

@@ -6,8 +6,9 @@
 //!   XChaCha20-Poly1305 per key file, associated data binding the node id.
 //! * Secret bytes exist only inside this module, in zeroize-on-drop types, and are never logged or
 //!   printed. The only way out is [`Keystore::export_key_hex`], which needs the passphrase.
-//! * ATX signatures need a [`SigningPermit`] from the safety database; other domains use
-//!   [`Keystore::sign`] (node.md §3.2: `genesis prefix ‖ domain byte ‖ message`).
+//! * ATX signatures need a [`SigningPermit`] and ballot signatures a [`BallotPermit`] from the
+//!   safety database; eligibility VRF proofs come from [`Keystore::vrf_prove`] (deterministic, so
+//!   nothing to record); other domains use [`Keystore::sign`] (node.md §3.2: `genesis prefix ‖ domain byte ‖ message`).
 //!
 //! go-spacemesh key files (128 hex characters, seed ‖ public key) are imported with
 //! [`Keystore::import_key_hex`] / [`Keystore::import_identities_dir`] and written for a node with
@@ -29,7 +30,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub use crypto::KdfParams;
 pub use error::{IoStep, KeyHexError, KeystoreError, NodeIdParseError};
 pub use gokey::write_key_file;
-pub use permit::SigningPermit;
+pub use permit::{BallotPermit, SigningPermit};
 pub use store::Keystore;
 
 /// An identity: its 32-byte ed25519 public key. Displays and serialises as 64 lowercase hex

@@ -47,3 +47,44 @@ impl SigningPermit {
         &self.message_hash
     }
 }
+
+/// Permission to sign exactly one ballot message for one identity and layer (node.md §4: two
+/// different ballots of one identity in one layer are a MultipleBallots offence).
+///
+/// [`Keystore::sign_ballot`](super::Keystore::sign_ballot) is the only way to make a ballot-domain
+/// signature, and it consumes a permit, bound to `blake3(message)` like [`SigningPermit`].
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a ballot permit records that the safety database said Safe; use it with Keystore::sign_ballot"]
+pub struct BallotPermit {
+    node_id: NodeId,
+    layer: u32,
+    message_hash: [u8; 32],
+}
+
+impl BallotPermit {
+    /// Issues a permit. **Only the safety database calls this**, after its exclusive transaction
+    /// recorded "identity `node_id` signs the ballot `blake3(message)` for `layer`" and answered
+    /// Safe. `pub` only so that integration tests can build permits.
+    pub fn granted(node_id: NodeId, layer: u32, message_hash: [u8; 32]) -> Self {
+        Self {
+            node_id,
+            layer,
+            message_hash,
+        }
+    }
+
+    /// The identity allowed to sign.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// The layer the safety database recorded.
+    pub fn layer(&self) -> u32 {
+        self.layer
+    }
+
+    /// `blake3` of the message this permit allows to be signed.
+    pub fn message_hash(&self) -> &[u8; 32] {
+        &self.message_hash
+    }
+}

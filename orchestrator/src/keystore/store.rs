@@ -29,7 +29,7 @@ use super::fsutil::{
     check_private, ensure_private_dir, io_err, remove_durable, write_private_atomic, TEMP_PREFIX,
 };
 use super::gokey::{format_key_hex, parse_key_hex, read_key_file};
-use super::{domain_message, Domain, NodeId, SigningPermit};
+use super::{domain_message, BallotPermit, Domain, NodeId, SigningPermit};
 
 const HEADER_FILE: &str = "keystore.json";
 const KEYS_DIR: &str = "keys";
@@ -436,8 +436,9 @@ impl Keystore {
     }
 
     /// Signs `genesis_prefix ‖ domain byte ‖ msg` (node.md §3.2) for any domain except
-    /// [`Domain::Atx`], which is refused with [`KeystoreError::AtxRequiresPermit`]: ATX signatures go
-    /// through [`Keystore::sign_atx`] only.
+    /// [`Domain::Atx`] and [`Domain::Ballot`], refused with [`KeystoreError::AtxRequiresPermit`] and
+    /// [`KeystoreError::BallotRequiresPermit`]: those go through [`Keystore::sign_atx`] and
+    /// [`Keystore::sign_ballot`] only.
     pub fn sign(
         &self,
         node_id: &NodeId,
@@ -445,8 +446,10 @@ impl Keystore {
         genesis_prefix: &[u8; 20],
         msg: &[u8],
     ) -> Result<[u8; 64], KeystoreError> {
-        if domain == Domain::Atx {
-            return Err(KeystoreError::AtxRequiresPermit);
+        match domain {
+            Domain::Atx => return Err(KeystoreError::AtxRequiresPermit),
+            Domain::Ballot => return Err(KeystoreError::BallotRequiresPermit),
+            _ => {}
         }
         let map = self.read();
         let identity = map
@@ -487,6 +490,45 @@ impl Keystore {
             .to_bytes();
         tracing::info!(%node_id, publish_epoch, "signed ATX");
         Ok(signature)
+    }
+
+    /// Signs a ballot: `genesis_prefix ‖ 0x02 ‖ message`, where `message` is the ballot's signed
+    /// bytes (SCALE `{Layer, MsgHash}`, `node_bridge::ballot::Ballot::signed_bytes`). Consumes
+    /// `permit`, which must name an identity of this keystore and satisfy
+    /// `permit.message_hash() == blake3(message)`; otherwise nothing is signed.
+    pub fn sign_ballot(
+        &self,
+        permit: BallotPermit,
+        genesis_prefix: &[u8; 20],
+        message: &[u8],
+    ) -> Result<[u8; 64], KeystoreError> {
+        let node_id = permit.node_id();
+        let layer = permit.layer();
+        let map = self.read();
+        let identity = map
+            .get(&node_id)
+            .ok_or(KeystoreError::UnknownIdentity { node_id })?;
+        if blake3::hash(message).as_bytes() != permit.message_hash() {
+            return Err(KeystoreError::BallotPermitMismatch { node_id, layer });
+        }
+        let signature = identity
+            .0
+            .sign(&domain_message(genesis_prefix, Domain::Ballot, message))
+            .to_bytes();
+        tracing::debug!(%node_id, layer, "signed ballot");
+        Ok(signature)
+    }
+
+    /// The identity's ECVRF proof (ECVRF-EDWARDS25519-SHA512-ELL2 over its ed25519 key, as
+    /// go-spacemesh's `VRFSigner`) of `alpha`, e.g. an eligibility slot's VRF message. VRF proofs
+    /// are deterministic, so they need no safety record.
+    pub fn vrf_prove(&self, node_id: &NodeId, alpha: &[u8]) -> Result<[u8; 80], KeystoreError> {
+        let map = self.read();
+        let identity = map
+            .get(node_id)
+            .ok_or(KeystoreError::UnknownIdentity { node_id: *node_id })?;
+        let seed = Zeroizing::new(identity.0.to_bytes());
+        Ok(node_bridge::vrf::prove(&seed, alpha))
     }
 
     // ---- internals ----

@@ -11,7 +11,9 @@
 //! 3. once the round has ended: the best PoET proof, and a proving request over its reference,
 //!    which the reconcile loop turns into k2pow and proving jobs on the fleet;
 //! 4. once the proof is verified and the publish epoch has begun: [`publish`] through the safety
-//!    database.
+//!    database;
+//! 5. in every layer where an identity's ATX makes it eligible: a ballot ([`Voter`]), signed
+//!    through the safety database.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,6 +26,7 @@ use node_bridge::vm::Address;
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
+use super::ballots::Voter;
 use super::builder::{
     best_poet_proof, prepare_challenge_durable, publish, register_durable, AtxInputs, BestPoetProof,
     IdentityParams, PoetRegistrationResult, PoetSchedule, PreparedChallenge,
@@ -81,11 +84,14 @@ pub struct Driver {
     status: Arc<Mutex<HashMap<Uuid, Step>>>,
     /// PoET phases (phase shift, ms) placed or changed since the identities were last read.
     phases: HashMap<Uuid, u64>,
+    /// Eligibility proofs and ballots.
+    voter: Voter,
 }
 
 impl Driver {
     pub fn new(store: Store, keystore: Arc<Keystore>, node: Arc<dyn NodeBridge>, wake: Arc<Notify>) -> Self {
         Driver {
+            voter: Voter::new(store.clone(), keystore.clone(), node.clone()),
             store,
             keystore,
             node,
@@ -165,6 +171,7 @@ impl Driver {
                 }
             }
         }
+        self.voter.pass(&identities).await;
         let present: std::collections::HashSet<Uuid> = identities.iter().map(|i| i.id).collect();
         self.cycles.retain(|id, _| present.contains(id));
         self.due.retain(|id, _| present.contains(id));

@@ -27,12 +27,14 @@
 //! No key material passes through here: the keystore signs and only signatures come back, and the
 //! errors name identities (public keys), epochs, PoETs and ATX ids only.
 
+pub mod ballots;
 mod builder;
 mod driver;
 mod error;
 pub mod phase;
 mod step;
 
+pub use ballots::{Vote, VoteError, Voter};
 pub use builder::{
     best_poet_proof, prepare_challenge, prepare_challenge_durable, publish, register, register_durable,
     AtxInputs, BestPoetProof, IdentityParams, PoetRegistrationResult, PoetSchedule, PreparedChallenge,

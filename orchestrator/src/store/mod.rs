@@ -54,7 +54,7 @@ pub use proofs::{NewProvingRequest, ProvingRequest, StoredProof};
 pub fn parse_challenge(s: &str) -> Option<[u8; 32]> {
     sql::parse_hex32(s)
 }
-pub use safety::AtxSigning;
+pub use safety::{AtxSigning, BallotSigning};
 pub use stream::StreamGrantRecord;
 pub use types::*;
 

@@ -7,6 +7,10 @@
 //! initial ATX). The table's primary key `(node_id, publish_epoch)` and unique `(node_id,
 //! prev_atx)` enforce both even against a second process on the same database; the table is
 //! append-only (triggers refuse UPDATE and DELETE).
+//!
+//! Ballots (devnet mode, where the coordinator signs them): at most one ballot message per
+//! identity per layer (`ballot_safety`, primary key `(node_id, layer)`, append-only), the same
+//! message again being harmless.
 
 use sqlx::any::AnyRow;
 use sqlx::{Any, Connection, Transaction};
@@ -15,7 +19,7 @@ use super::error::StoreError;
 use super::sql::{self, col};
 use super::types::{AtxRecord, NotSafeReason, Safety};
 use super::{decode_all, Backend, Store};
-use crate::keystore::{NodeId, SigningPermit};
+use crate::keystore::{BallotPermit, NodeId, SigningPermit};
 
 /// The safety database's answer in the form the keystore takes.
 #[derive(Debug, PartialEq, Eq)]
@@ -23,6 +27,18 @@ pub enum AtxSigning {
     /// Recorded: the permit lets `Keystore::sign_atx` sign exactly the message it was asked for.
     Permitted(SigningPermit),
     /// Signing would be slashable; nothing was recorded and no permit exists.
+    Refused {
+        existing_hash: [u8; 32],
+        reason: NotSafeReason,
+    },
+}
+
+/// The safety database's answer for a ballot.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BallotSigning {
+    /// Recorded: the permit lets `Keystore::sign_ballot` sign exactly the message it was asked for.
+    Permitted(BallotPermit),
+    /// Another ballot is recorded for the layer; nothing was recorded and no permit exists.
     Refused {
         existing_hash: [u8; 32],
         reason: NotSafeReason,
@@ -59,10 +75,66 @@ impl Store {
         prev_atx: Option<&[u8; 32]>,
         now: i64,
     ) -> Result<Safety, StoreError> {
+        let record = Record::Atx {
+            publish_epoch,
+            prev_atx,
+        };
+        self.check_and_record(node_id, record, message_hash, now).await
+    }
+
+    /// Answers whether identity `node_id` may sign the ballot message `message_hash` for `layer`,
+    /// and records it when it may: Safe when nothing is recorded for the layer (now recorded) or
+    /// this very message is; `NotSafe` (`DoubleBallot`, nothing recorded) when another ballot of
+    /// the identity is recorded for the layer. Durable before it answers, as for ATXs.
+    pub async fn check_and_record_ballot(
+        &self,
+        node_id: &[u8; 32],
+        layer: u32,
+        message_hash: &[u8; 32],
+        now: i64,
+    ) -> Result<Safety, StoreError> {
+        self.check_and_record(node_id, Record::Ballot { layer }, message_hash, now)
+            .await
+    }
+
+    /// [`Store::check_and_record_ballot`] for `blake3(message)`, and on Safe the keystore's
+    /// [`BallotPermit`] for `message`, the ballot's signed bytes (`{Layer, MsgHash}`).
+    pub async fn grant_ballot_signature(
+        &self,
+        node_id: NodeId,
+        layer: u32,
+        message: &[u8],
+        now: i64,
+    ) -> Result<BallotSigning, StoreError> {
+        let hash = *blake3::hash(message).as_bytes();
+        match self
+            .check_and_record_ballot(node_id.as_bytes(), layer, &hash, now)
+            .await?
+        {
+            Safety::Safe => Ok(BallotSigning::Permitted(BallotPermit::granted(
+                node_id, layer, hash,
+            ))),
+            Safety::NotSafe {
+                existing_hash,
+                reason,
+            } => Ok(BallotSigning::Refused {
+                existing_hash,
+                reason,
+            }),
+        }
+    }
+
+    async fn check_and_record(
+        &self,
+        node_id: &[u8; 32],
+        record: Record<'_>,
+        message_hash: &[u8; 32],
+        now: i64,
+    ) -> Result<Safety, StoreError> {
         let mut attempt = 0;
         loop {
             let r = self
-                .check_and_record_once(node_id, publish_epoch, message_hash, prev_atx, now)
+                .check_and_record_once(node_id, record, message_hash, now)
                 .await;
             match r {
                 Err(e) if e.is_retryable() && attempt < 4 => {
@@ -78,16 +150,15 @@ impl Store {
     async fn check_and_record_once(
         &self,
         node_id: &[u8; 32],
-        publish_epoch: u32,
+        record: Record<'_>,
         message_hash: &[u8; 32],
-        prev_atx: Option<&[u8; 32]>,
         now: i64,
     ) -> Result<Safety, StoreError> {
         let op = "safety check";
         match self.backend() {
             Backend::Postgres => {
                 let mut tx = self.pool().begin().await.map_err(StoreError::map(op))?;
-                let answer = decide(&mut tx, node_id, publish_epoch, message_hash, prev_atx, now).await?;
+                let answer = decide(&mut tx, node_id, record, message_hash, now).await?;
                 tx.commit().await.map_err(StoreError::map(op))?;
                 Ok(answer)
             }
@@ -102,7 +173,7 @@ impl Store {
                         .begin_with("BEGIN IMMEDIATE")
                         .await
                         .map_err(StoreError::map(op))?;
-                    let answer = decide(&mut tx, node_id, publish_epoch, message_hash, prev_atx, now).await?;
+                    let answer = decide(&mut tx, node_id, record, message_hash, now).await?;
                     tx.commit().await.map_err(StoreError::map(op))?;
                     Ok(answer)
                 }
@@ -177,7 +248,83 @@ impl Store {
     }
 }
 
+/// What is about to be signed.
+#[derive(Debug, Clone, Copy)]
+enum Record<'a> {
+    Atx {
+        publish_epoch: u32,
+        prev_atx: Option<&'a [u8; 32]>,
+    },
+    Ballot {
+        layer: u32,
+    },
+}
+
 async fn decide(
+    tx: &mut Transaction<'_, Any>,
+    node_id: &[u8; 32],
+    record: Record<'_>,
+    message_hash: &[u8; 32],
+    now: i64,
+) -> Result<Safety, StoreError> {
+    match record {
+        Record::Atx {
+            publish_epoch,
+            prev_atx,
+        } => decide_atx(tx, node_id, publish_epoch, message_hash, prev_atx, now).await,
+        Record::Ballot { layer } => decide_ballot(tx, node_id, layer, message_hash, now).await,
+    }
+}
+
+async fn decide_ballot(
+    tx: &mut Transaction<'_, Any>,
+    node_id: &[u8; 32],
+    layer: u32,
+    message_hash: &[u8; 32],
+    now: i64,
+) -> Result<Safety, StoreError> {
+    let op = "ballot safety check";
+    let node = hex::encode(node_id);
+    let inserted = sqlx::query(
+        "INSERT INTO ballot_safety (node_id, layer, message_hash, recorded_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+    )
+    .bind(node.as_str())
+    .bind(i64::from(layer))
+    .bind(hex::encode(message_hash))
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::map(op))?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(Safety::Safe);
+    }
+    let row = sqlx::query("SELECT message_hash FROM ballot_safety WHERE node_id = $1 AND layer = $2")
+        .bind(node.as_str())
+        .bind(i64::from(layer))
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(StoreError::map(op))?;
+    let Some(row) = row else {
+        // As for ATXs: records are never deleted, so this is a transient race; retried.
+        return Err(StoreError::Unavailable {
+            op,
+            source: sqlx::Error::Protocol("ballot safety insert conflicted but no record is visible".into()),
+        });
+    };
+    let existing = sql::hex32(&row, "message_hash")?;
+    if existing == *message_hash {
+        return Ok(Safety::Safe);
+    }
+    tracing::warn!(node_id = %node, layer, "safety db: refused to record a second ballot for the layer");
+    Ok(Safety::NotSafe {
+        existing_hash: existing,
+        reason: NotSafeReason::DoubleBallot { layer },
+    })
+}
+
+async fn decide_atx(
     tx: &mut Transaction<'_, Any>,
     node_id: &[u8; 32],
     publish_epoch: u32,

@@ -492,6 +492,8 @@ pub enum NotSafeReason {
     /// This very message is recorded for this epoch, but with another previous ATX: the caller's
     /// inputs are inconsistent.
     PrevAtxMismatch { recorded_prev_atx: Option<[u8; 32]> },
+    /// A different ballot is already recorded for this identity and layer.
+    DoubleBallot { layer: u32 },
 }
 
 impl fmt::Display for NotSafeReason {
@@ -509,6 +511,9 @@ impl fmt::Display for NotSafeReason {
             ),
             NotSafeReason::PrevAtxMismatch { .. } => {
                 write!(f, "this ATX is recorded with a different previous ATX")
+            }
+            NotSafeReason::DoubleBallot { layer } => {
+                write!(f, "another ballot is already recorded for layer {layer}")
             }
         }
     }

@@ -239,6 +239,7 @@ impl From<&Malfeasance> for MalfeasanceView {
             node_bridge::atx::MalfeasanceProof::MultipleAtxs(_) => "multiple_atxs",
             node_bridge::atx::MalfeasanceProof::InvalidPostIndex(_) => "invalid_post_index",
             node_bridge::atx::MalfeasanceProof::InvalidPrevAtx(_) => "invalid_prev_atx",
+            node_bridge::atx::MalfeasanceProof::MultipleBallots(_) => "multiple_ballots",
         };
         MalfeasanceView {
             smesher: hex::encode(m.smesher),

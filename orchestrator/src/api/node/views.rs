@@ -109,7 +109,8 @@ pub struct EligibilityView {
     /// Total weight of the epoch's active set.
     pub active_weight: u64,
     pub slots: u32,
-    /// Ascending by layer.
+    /// The layers in which the node accepted a ballot of the identity (with its eligibility proofs
+    /// there), ascending by layer.
     pub layers: Vec<EligibleLayer>,
     /// Whether the active set is fixed (the epoch has started); before that, a projection.
     pub fixed: bool,
@@ -223,11 +224,13 @@ pub struct TxView {
 pub struct MalfeasanceView {
     /// 64 hex digits.
     pub smesher: String,
-    /// Proof type: 1 (multiple ATXs), 4 (invalid PoST index) or 5 (invalid previous ATX).
+    /// Proof type: 1 (multiple ATXs), 2 (multiple ballots), 4 (invalid PoST index) or 5 (invalid
+    /// previous ATX).
     pub kind: u8,
-    /// `multiple_atxs`, `invalid_post_index` or `invalid_prev_atx`.
+    /// `multiple_atxs`, `multiple_ballots`, `invalid_post_index` or `invalid_prev_atx`.
     pub kind_name: String,
-    /// The ATXs the proof is made of (two, or the one with the invalid index), 64 hex digits each.
+    /// The ATXs the proof is made of (two, or the one with the invalid index; none for multiple
+    /// ballots), 64 hex digits each.
     pub atxs: Vec<String>,
     /// The proof, SCALE-encoded, hex.
     pub proof: String,
