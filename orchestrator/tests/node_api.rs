@@ -567,7 +567,25 @@ async fn identity_view_counts_atxs_and_rewards() {
     assert!(r.body["slots"].as_u64().is_some_and(|s| s > 0), "{}", r.text);
     assert_eq!(r.body["fixed"], false);
 
-    // Through the target epoch the coinbase earns; the identity view sums it.
+    // Through the target epoch the identity votes in its layers (the coordinator's Voter) and the
+    // coinbase earns; the identity view sums it.
+    let uuid: uuid::Uuid = id.parse().expect("uuid");
+    e.store
+        .update_identity_state(uuid, orchestrator::store::IdentityState::Ready, None, 0)
+        .await
+        .expect("ready");
+    let ident = e.store.get_identity(uuid).await.expect("identity");
+    let arc = e.devnet.clone().expect("a devnet");
+    let mut voter = orchestrator::smeshing::Voter::new(e.store.clone(), e.keystore.clone(), arc);
+    let params = bridge.clock_params().expect("params");
+    for layer in 2 * params.layers_per_epoch..3 * params.layers_per_epoch {
+        devnet
+            .advance(params.genesis_ms + u64::from(layer) * params.layer_duration_ms + 100)
+            .expect("advance");
+        for (_, vote) in voter.pass(std::slice::from_ref(&ident)).await {
+            vote.expect("ballot");
+        }
+    }
     devnet
         .advance(clock.epoch_end(2).expect("epoch 2 end"))
         .expect("advance");

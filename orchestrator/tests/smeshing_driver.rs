@@ -602,14 +602,14 @@ async fn a_prepared_but_unregistered_cycle_whose_round_started_is_left_behind() 
 /// Ballots (devnet.md §3.2): once its first ATX is in the active set, the identity votes in
 /// every layer its VRF proofs select, each ballot with that layer's proofs, the first one the
 /// epoch's reference ballot; the node accepts them and pays exactly those layers. A second
-/// coordinator on the same safety database, whose view of the node differs (it sees the
-/// reference ballot the first one cast), would build another ballot for a layer the first one
-/// voted in: the safety database refuses it, nothing is signed, and the identity is not flagged.
+/// coordinator on the same safety database (or a restart) in a layer already voted in finds the
+/// node holding the ballot and signs nothing; another ballot for that layer (built from another
+/// view of the node) gets no permit from the safety database; the identity is never flagged.
 #[tokio::test]
 async fn the_identity_votes_in_its_eligible_layers_and_a_second_ballot_for_a_layer_is_refused() {
     use node_bridge::vm::Address;
-    use orchestrator::smeshing::{Vote, VoteError, Voter};
-    use orchestrator::store::NotSafeReason;
+    use orchestrator::smeshing::{Vote, Voter};
+    use orchestrator::store::{BallotSigning, NotSafeReason};
 
     let env = Env::new().await;
     let mut driver = env.driver();
@@ -663,16 +663,41 @@ async fn the_identity_votes_in_its_eligible_layers_and_a_second_ballot_for_a_lay
         // The same pass again: nothing more in this layer.
         assert!(voter.pass(std::slice::from_ref(&ident)).await.is_empty());
         if cast.len() == 1 && !second_checked && cast[0].0 == layer {
-            // A second coordinator now: it sees the reference ballot and builds another ballot.
+            // A second coordinator (or this one restarted) in the same layer: the node holds the
+            // identity's ballot for it, so nothing is built or signed again.
             let mut other = Voter::new(env.store.clone(), env.keystore.clone(), env.devnet.clone());
             let out = other.pass(std::slice::from_ref(&ident)).await;
             assert!(
                 matches!(
                     out.as_slice(),
-                    [(_, Err(VoteError::NotSafe { reason: NotSafeReason::DoubleBallot { layer: l }, .. }))] if *l == layer
+                    [(_, Ok(Vote::Cast { layer: l, duplicate: true, .. }))] if *l == layer
                 ),
                 "{out:?}"
             );
+            // A different ballot for that layer (another view of the node: here, one naming the
+            // reference ballot that now exists) gets no permit: nothing can be signed.
+            let reference = env.devnet.reference_ballot(&ident.node_id, 2).expect("reference");
+            let eligibility = env.devnet.eligibility(&ident.node_id, 2).expect("e").expect("e");
+            let other_view = node_bridge::ballot::Ballot {
+                layer,
+                atx_id: eligibility.atx,
+                opinion_hash: [0; 32],
+                epoch_data: None,
+                ref_ballot: reference,
+                eligibility_proofs: Vec::new(),
+                smesher_id: ident.node_id,
+                signature: [0; 64],
+            };
+            assert!(matches!(
+                env.store
+                    .grant_ballot_signature(node_id, layer, &other_view.signed_bytes(), 0)
+                    .await
+                    .expect("safety"),
+                BallotSigning::Refused {
+                    reason: NotSafeReason::DoubleBallot { layer: l },
+                    ..
+                } if l == layer
+            ));
             second_checked = true;
         }
     }

@@ -1607,7 +1607,16 @@ mod cases {
         use orchestrator::store::BallotSigning;
         let s = db.open().await;
         let node = NodeId::from_bytes([6; 32]);
-        let (m1, m2) = (b"ballot one".as_slice(), b"ballot two".as_slice());
+        use node_bridge::atx::Scale;
+        use node_bridge::ballot::BallotMetadata;
+        let meta = |layer: u32, h: u8| -> &'static [u8] {
+            let m = BallotMetadata {
+                layer,
+                msg_hash: [h; 32],
+            };
+            Box::leak(m.to_bytes().into_boxed_slice())
+        };
+        let (m1, m2) = (meta(30, 1), meta(30, 2));
         let grant = |s: Store, layer: u32, m: &'static [u8]| async move {
             s.grant_ballot_signature(node, layer, m, T0)
                 .await
@@ -1630,7 +1639,17 @@ mod cases {
             }
         );
         assert!(matches!(
-            grant(s.clone(), 31, m2).await,
+            grant(s.clone(), 31, meta(31, 2)).await,
+            BallotSigning::Permitted(_)
+        ));
+        // A message for another layer than the one recorded gets no permit and records nothing.
+        let err = s
+            .grant_ballot_signature(node, 32, meta(33, 2), T0)
+            .await
+            .expect_err("layer mismatch");
+        assert_eq!(err.kind(), StoreErrorKind::Invalid);
+        assert!(matches!(
+            grant(s.clone(), 32, meta(32, 9)).await,
             BallotSigning::Permitted(_)
         ));
         // Another identity is independent.
@@ -1646,7 +1665,10 @@ mod cases {
             grant(other.clone(), 30, m2).await,
             BallotSigning::Refused { .. }
         ));
-        assert!(matches!(grant(other, 31, m2).await, BallotSigning::Permitted(_)));
+        assert!(matches!(
+            grant(other, 31, meta(31, 2)).await,
+            BallotSigning::Permitted(_)
+        ));
         let raw = db.raw().await;
         assert!(sqlx::query("DELETE FROM ballot_safety")
             .execute(&raw)

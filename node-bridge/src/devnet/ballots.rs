@@ -18,7 +18,9 @@
 //!    the epoch's beacon, the active set hash); a ballot naming a reference ballot names the
 //!    smesher's stored one;
 //! 7. each proof: `j` strictly ascending, `j < slots`, the ECVRF proof verifies under the
-//!    smesher's key over `vrf_message(beacon, epoch, vrf_nonce, j)`, and selects this layer;
+//!    smesher's key over `vrf_message(beacon, epoch, vrf_nonce, j)`, selects this layer, and
+//!    `j` was not claimed in another layer (an ECVRF proof with a torsion point added to Gamma
+//!    still verifies when the challenge is a multiple of its order, and selects another layer);
 //! 8. a different valid ballot of the smesher for this layer is already stored: this one is
 //!    stored too, and the two make a MultipleBallots proof that flags the identity.
 //!
@@ -49,6 +51,9 @@ pub(super) struct EpochBallots {
     by_layer: BTreeMap<LayerId, BTreeMap<NodeId, BallotId>>,
     /// Each smesher's reference ballot (its first accepted ballot with `EpochData`).
     refs: HashMap<NodeId, BallotId>,
+    /// The layer each `(smesher, slot)` was first claimed in: a slot counts in one layer only
+    /// (an ECVRF proof can be malleated by a torsion point so that it selects another layer).
+    slots: HashMap<(NodeId, u32), LayerId>,
 }
 
 impl EpochBallots {
@@ -66,9 +71,17 @@ impl EpochBallots {
                 None
             }
         };
+        for p in &ballot.eligibility_proofs {
+            self.slots.entry((smesher, p.j)).or_insert(ballot.layer);
+        }
         self.order.push(id);
         self.by_id.insert(id, ballot);
         earlier
+    }
+
+    /// The layer in which `smesher` already claimed slot `j`, if any.
+    fn slot_layer(&self, smesher: &NodeId, j: u32) -> Option<LayerId> {
+        self.slots.get(&(*smesher, j)).copied()
     }
 
     pub(super) fn get(&self, id: &BallotId) -> Option<&Ballot> {
@@ -123,7 +136,12 @@ impl State {
         if let Err(e) = ballot.check_syntax() {
             return rejected(e.to_string());
         }
-        if self.ballots.get(&epoch).is_some_and(|b| b.get(&id).is_some()) {
+        // The very same ballot (signature and smesher included: the id covers neither).
+        if self
+            .ballots
+            .get(&epoch)
+            .is_some_and(|b| b.get(&id) == Some(ballot))
+        {
             let sub = BallotSubmission::Accepted {
                 id,
                 duplicate: true,
@@ -291,6 +309,15 @@ impl State {
             if eligible != layer {
                 return Err(format!(
                     "slot {} is eligible in layer {eligible}, not in layer {layer}",
+                    p.j
+                ));
+            }
+            if let Some(used) = stored
+                .and_then(|b| b.slot_layer(smesher, p.j))
+                .filter(|l| *l != layer)
+            {
+                return Err(format!(
+                    "slot {} was already claimed in layer {used}: a slot counts in one layer",
                     p.j
                 ));
             }

@@ -222,6 +222,23 @@ impl Voter {
             return Ok(None);
         };
         let e = p.eligibility.clone();
+        // Already cast (a restart in the middle of the layer, or an answer lost): the node holds a
+        // ballot of the identity for this layer. Building one again could differ (the reference
+        // ballot now exists), so nothing is built.
+        let held = self
+            .node
+            .eligibility(node_id.as_bytes(), epoch)
+            .map_err(node_err("eligibility"))?;
+        if let Some(n) = held
+            .as_ref()
+            .and_then(|h| h.layers.iter().find(|(l, _)| *l == layer))
+        {
+            return Ok(Some(Vote::Cast {
+                layer,
+                proofs: n.1 as usize,
+                duplicate: true,
+            }));
+        }
         let reference = self
             .node
             .reference_ballot(node_id.as_bytes(), epoch)

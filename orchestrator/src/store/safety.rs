@@ -106,6 +106,17 @@ impl Store {
         message: &[u8],
         now: i64,
     ) -> Result<BallotSigning, StoreError> {
+        // The message must be the ballot metadata of this very layer (`{Layer, MsgHash}`), so that
+        // a record for one layer cannot permit a ballot for another.
+        use node_bridge::atx::Scale;
+        let of_layer =
+            node_bridge::ballot::BallotMetadata::from_bytes(message).is_ok_and(|m| m.layer == layer);
+        if !of_layer {
+            return Err(StoreError::invalid(
+                "ballot message",
+                "is not the ballot metadata of the layer it is recorded for",
+            ));
+        }
         let hash = *blake3::hash(message).as_bytes();
         match self
             .check_and_record_ballot(node_id.as_bytes(), layer, &hash, now)
