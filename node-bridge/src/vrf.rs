@@ -270,3 +270,45 @@ pub fn verify(
 pub fn public_key(seed: &[u8; 32]) -> [u8; 32] {
     ExpandedKey::from_seed(seed).public
 }
+
+/// A proof of `alpha` whose Gamma carries the torsion point `EIGHT_TORSION[torsion]` (tests
+/// only): it still verifies when the challenge is a multiple of the point's order, which the
+/// key holder gets by retrying the nonce, and its Gamma (so its layer) differs from the honest
+/// proof's. Shows why a node must not count one slot in two layers.
+#[cfg(test)]
+pub(crate) fn prove_malleated(seed: &[u8; 32], alpha: &[u8], torsion: usize) -> [u8; VRF_PROOF_LEN] {
+    use curve25519_dalek::constants::EIGHT_TORSION;
+    let t = EIGHT_TORSION[torsion % 8];
+    let order: u8 = match torsion % 8 {
+        0 => 1,
+        4 => 2,
+        2 | 6 => 4,
+        _ => 8,
+    };
+    let key = ExpandedKey::from_seed(seed);
+    let h = encode_to_curve(&key.public, alpha);
+    let h_string = h.compress().to_bytes();
+    let gamma = (h * key.x + t).compress().to_bytes();
+    for counter in 0u64.. {
+        let k = Scalar::from_bytes_mod_order_wide(
+            &Sha512::new()
+                .chain_update(key.prefix)
+                .chain_update(counter.to_le_bytes())
+                .finalize()
+                .into(),
+        );
+        let k_b = EdwardsPoint::mul_base(&k).compress().to_bytes();
+        let k_h = (h * k).compress().to_bytes();
+        let c = challenge([&key.public, &h_string, &gamma, &k_b, &k_h]);
+        if c[0] % order != 0 {
+            continue;
+        }
+        let s = k + challenge_scalar(&c) * key.x;
+        let mut pi = [0u8; VRF_PROOF_LEN];
+        pi[..32].copy_from_slice(&gamma);
+        pi[32..32 + C_LEN].copy_from_slice(&c);
+        pi[32 + C_LEN..].copy_from_slice(s.as_bytes());
+        return pi;
+    }
+    unreachable!("a challenge that is a multiple of 8 comes within a few tries")
+}

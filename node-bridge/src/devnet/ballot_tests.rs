@@ -680,3 +680,41 @@ proptest! {
         prop_assert_eq!(js, (0..slots).collect::<Vec<_>>());
     }
 }
+
+/// A slot counts in one layer only: the key holder can malleate a slot's ECVRF proof (a torsion
+/// point added to Gamma, the nonce retried until the challenge is a multiple of its order) so
+/// that it still verifies and selects another layer; a ballot claiming that slot again there is
+/// rejected.
+#[test]
+fn a_slot_counts_in_one_layer_only() {
+    let n = net(&[0x65, 0x66], false);
+    let el = n.el(0, 2);
+    let seed = n.ids[0].seed;
+    let ballots = epoch_ballots(&n.g.genesis_id, &seed, &el);
+    let first = &ballots[0];
+    assert_eq!(n.submit(first), accepted(first.id()));
+    let j = first.eligibility_proofs[0].j;
+    let alpha = crate::ballot::vrf_message(&el.beacon, 2, el.vrf_nonce, j);
+    let (sig, layer) = (1..8)
+        .map(|t| crate::vrf::prove_malleated(&seed, &alpha, t))
+        .map(|sig| {
+            let layer = n.cfg.eligibility.eligibility_layer(2, &sig).expect("layer");
+            (sig, layer)
+        })
+        .find(|(_, l)| *l != first.layer)
+        .expect("a malleated proof that selects another layer");
+    assert!(
+        crate::vrf::verify(&n.ids[0].node_id, &sig, &alpha).is_ok(),
+        "the malleated proof verifies"
+    );
+    let again = signed_ballot(
+        &n.g.genesis_id,
+        &seed,
+        &el,
+        layer,
+        vec![VotingEligibility { j, sig }],
+        Some(first.id()),
+    );
+    let reason = n.rejected(&again);
+    assert!(reason.contains("already claimed"), "{reason}");
+}
