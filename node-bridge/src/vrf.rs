@@ -300,7 +300,7 @@ pub(crate) fn prove_malleated(seed: &[u8; 32], alpha: &[u8], torsion: usize) -> 
         let k_b = EdwardsPoint::mul_base(&k).compress().to_bytes();
         let k_h = (h * k).compress().to_bytes();
         let c = challenge([&key.public, &h_string, &gamma, &k_b, &k_h]);
-        if c[0] % order != 0 {
+        if !c[0].is_multiple_of(order) {
             continue;
         }
         let s = k + challenge_scalar(&c) * key.x;
