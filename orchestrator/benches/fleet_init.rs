@@ -17,7 +17,8 @@
 //! `FLEET_INIT_STREAM` (0; 1: every worker runs `--stream-listen 127.0.0.1:0`, so that workers
 //! without the identity's files stream their labels to the one with them), `FLEET_INIT_REPEAT` (1;
 //! N: N repetitions, each the reference then every fleet run, and a table of medians: this
-//! machine's run-to-run noise is larger than the 5% goal).
+//! machine's run-to-run noise is larger than the 5% goal), `FLEET_INIT_POLL_MS` (250: how often
+//! the bench asks whether the identity is ready; the time is then up to that much late).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -51,6 +52,10 @@ struct Cfg {
     workers: Vec<usize>,
     stream: bool,
     repeat: usize,
+    /// How often the bench asks the coordinator whether the identity is ready: each answer costs
+    /// the coordinator CPU that the label threads then miss, so not faster than an operator's
+    /// dashboard would.
+    poll_ms: u64,
 }
 
 /// A child process killed when dropped (a failed run leaves nothing behind).
@@ -97,6 +102,101 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
+/// The fields after the command name of a `/proc/.../stat` line (field 3 on), and the name.
+fn stat_fields(path: &str) -> Result<(String, Vec<String>)> {
+    let stat = std::fs::read_to_string(path).with_context(|| path.to_owned())?;
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let (head, rest) = stat.rsplit_once(')').context("malformed stat")?;
+    let name = head
+        .split_once('(')
+        .map(|(_, n)| n.to_owned())
+        .unwrap_or_default();
+    Ok((name, rest.split_whitespace().map(str::to_owned).collect()))
+}
+
+/// Clock ticks of fields `a` and `b` (1-based, as proc(5) numbers them) of a stat line.
+fn ticks(fields: &[String], a: usize, b: usize) -> Result<f64> {
+    let at = |field: usize| -> Result<f64> {
+        fields
+            .get(field - 3)
+            .context("short stat")?
+            .parse::<f64>()
+            .context("stat field")
+    };
+    Ok(at(a)? + at(b)?)
+}
+
+/// CPU seconds (user + system) of process `pid` so far; with `children`, those of its
+/// waited-for children instead.
+fn cpu_secs(pid: &str, children: bool) -> Result<f64> {
+    let (_, f) = stat_fields(&format!("/proc/{pid}/stat"))?;
+    let t = if children {
+        ticks(&f, 16, 17)?
+    } else {
+        ticks(&f, 14, 15)?
+    };
+    Ok(t / clock_ticks())
+}
+
+/// CPU seconds of process `pid` so far, split: its label threads (`post-labels-*`, the CPU
+/// backend's pool) and everything else (its other threads, live or ended).
+fn cpu_split(pid: &str) -> Result<(f64, f64)> {
+    let total = cpu_secs(pid, false)?;
+    let mut labels = 0.0;
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).context("tasks")? {
+        let tid = entry?.file_name().to_string_lossy().into_owned();
+        // A thread may end between the listing and the read.
+        if let Ok((name, f)) = stat_fields(&format!("/proc/{pid}/task/{tid}/stat")) {
+            if name.starts_with("post-labels") {
+                labels += ticks(&f, 14, 15)? / clock_ticks();
+            }
+        }
+    }
+    Ok((labels, (total - labels).max(0.0)))
+}
+
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// CPU seconds a run took: label threads, the rest of the label processes (workers, or `post
+/// init` itself), and the coordinator.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu {
+    labels: f64,
+    other: f64,
+    coordinator: f64,
+}
+
+impl Cpu {
+    fn minus(self, o: Cpu) -> Cpu {
+        Cpu {
+            labels: self.labels - o.labels,
+            other: self.other - o.other,
+            coordinator: self.coordinator - o.coordinator,
+        }
+    }
+
+    /// CPU spent beyond the reference's, over the reference's CPU.
+    fn overhead_vs(&self, reference: &Cpu) -> f64 {
+        let total = reference.labels + reference.other;
+        (self.labels + self.other + self.coordinator - total) / total
+    }
+
+    /// CPU spent on anything but labels beyond the reference's, over the reference's CPU.
+    fn coordination_vs(&self, reference: &Cpu) -> f64 {
+        (self.other + self.coordinator - reference.other) / (reference.labels + reference.other)
+    }
+}
+
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -119,9 +219,12 @@ fn commitment() -> String {
     "c3".repeat(32)
 }
 
-fn reference(cfg: &Cfg, dir: &Path) -> Result<Duration> {
+/// `post init` alone: its time and CPU seconds (its label threads sampled every 50 ms while it
+/// runs, the rest from its total once it ended).
+fn reference(cfg: &Cfg, dir: &Path) -> Result<(Duration, Cpu)> {
+    let cpu0 = cpu_secs("self", true)?;
     let t = Instant::now();
-    let out = Command::new(BIN)
+    let mut child = Command::new(BIN)
         .args(["post", "init", "--datadir"])
         .arg(dir)
         .args(["--node-id", &node_id(), "--commitment-atx-id", &commitment()])
@@ -129,12 +232,39 @@ fn reference(cfg: &Cfg, dir: &Path) -> Result<Duration> {
         .args(["--labels-per-unit", &cfg.labels_per_unit.to_string()])
         .args(["--max-file-size", &(cfg.file_labels * 16).to_string()])
         .args(["--scrypt-n", &cfg.scrypt_n.to_string(), "--threads", "0"])
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .context("running smeshfleet post init")?;
-    if !out.status.success() {
-        bail!("post init failed: {}", String::from_utf8_lossy(&out.stderr));
+    let pid = child.id().to_string();
+    let mut labels = 0.0;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if let Ok((l, _)) = cpu_split(&pid) {
+            labels = l;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let took = t.elapsed();
+    if !status.success() {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut err);
+        }
+        bail!("post init failed: {err}");
     }
-    Ok(t.elapsed())
+    let total = cpu_secs("self", true)? - cpu0;
+    Ok((
+        took,
+        Cpu {
+            labels,
+            other: (total - labels).max(0.0),
+            coordinator: 0.0,
+        },
+    ))
 }
 
 async fn admin(
@@ -190,8 +320,9 @@ fn data_files(root: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     Ok(out)
 }
 
-/// One fleet run with `k` workers; returns the time from the identity's creation to `ready`.
-async fn fleet(cfg: &Cfg, k: usize, dir: &Path) -> Result<Duration> {
+/// One fleet run with `k` workers; returns the time from the identity's creation to `ready`, and
+/// the CPU seconds the coordinator and the workers spent in it.
+async fn fleet(cfg: &Cfg, k: usize, dir: &Path) -> Result<(Duration, Cpu)> {
     let (coord, line) = spawn_until(
         Command::new(BIN)
             .args(["coordinator", "--data-dir"])
@@ -202,7 +333,7 @@ async fn fleet(cfg: &Cfg, k: usize, dir: &Path) -> Result<Duration> {
             .env("SMESHFLEET_KEYSTORE_PASSPHRASE", PASSPHRASE),
         LISTENING,
     )?;
-    let _coord = coord;
+    let coord_guard = coord;
     let url = line.trim_start_matches(LISTENING).to_owned();
     let http = reqwest::Client::new();
     let threads = (cores() / k).max(1);
@@ -271,6 +402,23 @@ async fn fleet(cfg: &Cfg, k: usize, dir: &Path) -> Result<Duration> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let pids: Vec<String> = std::iter::once(&coord_guard)
+        .chain(&workers)
+        .map(|g| g.0.id().to_string())
+        .collect();
+    let cpu_now = |pids: &[String]| -> Result<Cpu> {
+        let mut c = Cpu {
+            coordinator: cpu_secs(&pids[0], false)?,
+            ..Cpu::default()
+        };
+        for p in &pids[1..] {
+            let (l, o) = cpu_split(p)?;
+            c.labels += l;
+            c.other += o;
+        }
+        Ok(c)
+    };
+    let cpu0 = cpu_now(&pids)?;
     let t = Instant::now();
     let identity = admin(
         &http,
@@ -300,9 +448,11 @@ async fn fleet(cfg: &Cfg, k: usize, dir: &Path) -> Result<Duration> {
         if Instant::now() > deadline {
             bail!("not ready after an hour: {v}");
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(cfg.poll_ms)).await;
     }
-    Ok(t.elapsed())
+    let took = t.elapsed();
+    let cpu1 = cpu_now(&pids)?;
+    Ok((took, cpu1.minus(cpu0)))
 }
 
 fn main() -> Result<()> {
@@ -314,6 +464,7 @@ fn main() -> Result<()> {
         scrypt_n: env_or("FLEET_INIT_SCRYPT_N", 8192)?,
         stream: env_or("FLEET_INIT_STREAM", 0u8)? != 0,
         repeat: env_or("FLEET_INIT_REPEAT", 1usize)?.max(1),
+        poll_ms: env_or("FLEET_INIT_POLL_MS", 250u64)?.max(1),
         workers: workers
             .split(',')
             .map(|s| {
@@ -357,29 +508,35 @@ fn main() -> Result<()> {
         .enable_all()
         .build()
         .context("async runtime")?;
-    println!("| repetition | run | threads per worker | time s | labels/s | vs post init | data equal |");
-    println!("|---:|---|---:|---:|---:|---:|---|");
-    // Per worker count: (fleet time, fleet rate / the same repetition's reference rate).
-    let mut results: Vec<(usize, Vec<(f64, f64)>)> = cfg.workers.iter().map(|&k| (k, Vec::new())).collect();
+    println!(
+        "| repetition | run | threads per worker | time s | labels/s | vs post init | CPU s: label threads | CPU s: rest of post init / workers | CPU s: coordinator | CPU beyond post init's | of it, not labels | data equal |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    // Per worker count: (fleet time, fleet rate / the same repetition's reference rate, CPU
+    // beyond the reference's, non-label CPU beyond the reference's).
+    type Run = (f64, f64, f64, f64);
+    let mut results: Vec<(usize, Vec<Run>)> = cfg.workers.iter().map(|&k| (k, Vec::new())).collect();
     let mut ref_times = Vec::new();
     for r in 1..=cfg.repeat {
         // The reference and the fleet runs of one repetition back to back, so that a machine that
         // drifts between repetitions moves both.
         let rep_dir = tmp.path().join(format!("rep{r}"));
         let ref_dir = rep_dir.join("reference");
-        let ref_d = reference(&cfg, &ref_dir)?;
+        let (ref_d, ref_cpu) = reference(&cfg, &ref_dir)?;
         ref_times.push(ref_d.as_secs_f64());
         let ref_rate = labels as f64 / ref_d.as_secs_f64();
         let want = data_files(&ref_dir)?;
         println!(
-            "| {r} | `smeshfleet post init` | {} | {:.1} | {ref_rate:.0} | 100.0% | (reference) |",
+            "| {r} | `smeshfleet post init` | {} | {:.1} | {ref_rate:.0} | 100.0% | {:.1} | {:.1} | | | | (reference) |",
             cores(),
-            ref_d.as_secs_f64()
+            ref_d.as_secs_f64(),
+            ref_cpu.labels,
+            ref_cpu.other
         );
         for (k, runs) in results.iter_mut() {
             let k = *k;
             let dir = rep_dir.join(format!("fleet{k}"));
-            let d = rt.block_on(fleet(&cfg, k, &dir))?;
+            let (d, cpu) = rt.block_on(fleet(&cfg, k, &dir))?;
             let rate = labels as f64 / d.as_secs_f64();
             let mut got = Vec::new();
             for w in 0..k {
@@ -388,11 +545,16 @@ fn main() -> Result<()> {
             got.sort();
             let equal = got == want;
             println!(
-                "| {r} | coordinator + {k} worker{} | {} | {:.1} | {rate:.0} | {:.1}% | {} |",
+                "| {r} | coordinator + {k} worker{} | {} | {:.1} | {rate:.0} | {:.1}% | {:.1} | {:.1} | {:.1} | {:+.1}% | {:+.1}% | {} |",
                 if k == 1 { "" } else { "s" },
                 (cores() / k).max(1),
                 d.as_secs_f64(),
                 rate / ref_rate * 100.0,
+                cpu.labels,
+                cpu.other,
+                cpu.coordinator,
+                cpu.overhead_vs(&ref_cpu) * 100.0,
+                cpu.coordination_vs(&ref_cpu) * 100.0,
                 if equal { "yes" } else { "NO" }
             );
             if !equal {
@@ -402,7 +564,12 @@ fn main() -> Result<()> {
                     want.len()
                 );
             }
-            runs.push((d.as_secs_f64(), rate / ref_rate));
+            runs.push((
+                d.as_secs_f64(),
+                rate / ref_rate,
+                cpu.overhead_vs(&ref_cpu),
+                cpu.coordination_vs(&ref_cpu),
+            ));
         }
         // Keep the disk use to one repetition's data.
         std::fs::remove_dir_all(&rep_dir).with_context(|| format!("removing {}", rep_dir.display()))?;
@@ -414,10 +581,12 @@ fn main() -> Result<()> {
             cfg.repeat
         );
         println!();
-        println!("| run | median time s | median vs post init | lowest - highest |");
-        println!("|---|---:|---:|---:|");
         println!(
-            "| `smeshfleet post init` | {:.1} | 100.0% | {:.1} - {:.1} s |",
+            "| run | median time s | median vs post init | lowest - highest | median CPU beyond post init's | median non-label CPU beyond post init's |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|");
+        println!(
+            "| `smeshfleet post init` | {:.1} | 100.0% | {:.1} - {:.1} s | | |",
             median(&ref_times),
             ref_times.iter().copied().fold(f64::INFINITY, f64::min),
             ref_times.iter().copied().fold(0.0, f64::max)
@@ -425,20 +594,30 @@ fn main() -> Result<()> {
         for (k, runs) in &results {
             let times: Vec<f64> = runs.iter().map(|r| r.0).collect();
             let ratios: Vec<f64> = runs.iter().map(|r| r.1 * 100.0).collect();
+            let beyond: Vec<f64> = runs.iter().map(|r| r.2 * 100.0).collect();
+            let coordination: Vec<f64> = runs.iter().map(|r| r.3 * 100.0).collect();
             println!(
-                "| coordinator + {k} worker{} | {:.1} | {:.1}% | {:.1}% - {:.1}% |",
+                "| coordinator + {k} worker{} | {:.1} | {:.1}% | {:.1}% - {:.1}% | {:+.1}% | {:+.1}% |",
                 if *k == 1 { "" } else { "s" },
                 median(&times),
                 median(&ratios),
                 ratios.iter().copied().fold(f64::INFINITY, f64::min),
-                ratios.iter().copied().fold(0.0, f64::max)
+                ratios.iter().copied().fold(0.0, f64::max),
+                median(&beyond),
+                median(&coordination)
             );
         }
     }
     println!();
     println!(
         "Fleet time: from the identity's creation over the API (every worker online and measured) to \
-         the coordinator's `ready` (all labels durable and recorded, nonce found); reconcile every 1 s."
+         the coordinator's `ready` (all labels durable and recorded, nonce found); reconcile every 1 s. \
+         CPU s: user + system seconds over the same span (/proc): the label threads (`post-labels-*`, \
+         the CPU backend's pool), the rest of `post init` or of the workers together, and the \
+         coordinator. CPU beyond post init's: (all of the run's CPU - post init's) / post init's; \
+         of it, not labels: (the workers' non-label CPU + the coordinator's - post init's non-label \
+         CPU) / post init's CPU, i.e. the cost of coordination itself, which time-sharing noise on \
+         the label threads does not blur."
     );
     Ok(())
 }
