@@ -100,8 +100,8 @@ fn a_poet_registration_signed_by_the_keystore_is_accepted() {
     let registered = poet.register(now, &reg).expect("registered");
     assert_eq!(registered.round, 0);
 
-    // Signed in another domain (a ballot), the same bytes are refused.
-    let wrong = ks.sign(&id, Domain::Ballot, &GENESIS, &[0x43; 32]).expect("sign");
+    // Signed in another domain (hare), the same bytes are refused.
+    let wrong = ks.sign(&id, Domain::Hare, &GENESIS, &[0x43; 32]).expect("sign");
     let reg = Registration {
         node_id: *id.as_bytes(),
         challenge: [0x43; 32],
