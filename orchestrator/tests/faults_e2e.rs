@@ -653,12 +653,15 @@ async fn a_full_disk_moves_the_files_elsewhere() {
     // the coordinator placed files on it, not before (the heartbeats would tell it first).
     set_cpu_init(&http, &url, &worker_id, false).await;
     let commitment = "66".repeat(32);
-    // 4 files of 4096 labels (64 KiB each).
-    let (id, node_id) = create_identity(&http, &url, "full-disk", 4, 4096, &commitment).await;
+    // 16 files of 1024 labels (16 KiB each): the placement stripes by each disk's measured read
+    // speed, so with 16 files the small disk gets some unless the big one reads 16 times faster
+    // (with 4 files, 4 times faster was enough to keep them all off it, which the loop device's
+    // speed against the host's disk sometimes was).
+    let (id, node_id) = create_identity(&http, &url, "full-disk", 4, 1024, &commitment).await;
     let placed = http::wait_identity(&http, &url, ADMIN, &id, 60, |v| {
         v["files"]
             .as_array()
-            .is_some_and(|f| f.len() == 4 && f.iter().all(|f| f["disk_id"].is_string()))
+            .is_some_and(|f| f.len() == 16 && f.iter().all(|f| f["disk_id"].is_string()))
     })
     .await;
     let on_small = placed["files"]
@@ -722,9 +725,9 @@ async fn a_full_disk_moves_the_files_elsewhere() {
         .iter()
         .all(|j| j["spec"]["target"]["disk_id"] != small_id.as_str()));
     let reference = dir.path().join("reference");
-    reference_init(&reference, &node_id, &commitment, 4, 4096);
+    reference_init(&reference, &node_id, &commitment, 4, 1024);
     let data = ident_dir(&big, &node_id);
-    for k in 0..4 {
+    for k in 0..16 {
         let name = format!("postdata_{k}.bin");
         assert_eq!(read(&data.join(&name)), read(&reference.join(&name)), "{name}");
     }
