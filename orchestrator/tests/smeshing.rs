@@ -273,7 +273,25 @@ async fn a_keystore_identity_smeshes_is_protected_from_double_publishing_and_ear
     );
     assert_eq!(next.challenge.commitment_atx_id, None);
 
-    // The target epoch: the coinbase earns.
+    // The target epoch: the identity casts its ballots (all of the epoch's, at its start, from
+    // the key's seed: the coordinator's Voter is tested in smeshing_driver.rs) and the coinbase
+    // earns.
+    devnet
+        .advance(clock.epoch_start(2).expect("epoch 2 start") + 100)
+        .expect("advance");
+    let key = keystore.export_key_hex(&node_id, PASS).expect("export");
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(&key[..64], &mut seed).expect("seed");
+    let eligibility = bridge
+        .eligibility(&node_id.to_bytes(), 2)
+        .expect("eligibility")
+        .expect("in the active set");
+    for ballot in node_bridge::testkit::epoch_ballots(&g.genesis_id, &seed, &eligibility) {
+        assert!(matches!(
+            bridge.submit_ballot(&ballot).expect("ballot"),
+            node_bridge::ballot::BallotSubmission::Accepted { .. }
+        ));
+    }
     devnet
         .advance(clock.epoch_end(2).expect("epoch 2 end"))
         .expect("advance");
