@@ -399,6 +399,9 @@ async fn worker_then_coordinator_sigkill_lose_nothing() {
         "the restarted worker holds a lease: {leased} (before: {before})"
     );
     worker.signal("-STOP");
+    // A report the worker sent just before it froze may still be in the coordinator's hands:
+    // let it land before the count is read.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let first_life = labels_recorded_metric(&http, &url).await;
     let v = get_admin(&http, &format!("{url}/api/v1/identities/{id}")).await;
     let at_coord_kill = v["labels_done"].as_u64().expect("labels_done");
