@@ -94,7 +94,7 @@ pub enum Vote {
 
 /// An identity's eligibility proofs in one epoch, by layer.
 struct EpochProofs {
-    eligibility: Eligibility,
+    epoch: EpochId,
     by_layer: BTreeMap<LayerId, Vec<VotingEligibility>>,
 }
 
@@ -187,52 +187,42 @@ impl Voter {
                 source: Box::new(source),
             }
         };
-        let fresh = self
-            .proofs
-            .get(&node_id)
-            .is_some_and(|p| p.eligibility.epoch == epoch);
-        if !fresh {
-            let Some(eligibility) = self
-                .node
-                .eligibility(node_id.as_bytes(), epoch)
-                .map_err(node_err("eligibility"))?
-            else {
-                self.proofs.remove(&node_id);
-                self.settled.insert((node_id, layer));
-                return Ok(None);
-            };
-            if !eligibility.fixed {
-                return Ok(None);
-            }
-            let by_layer =
-                eligibility_proofs(&self.keystore, node_id, &eligibility, layers_per_epoch, layer)?;
-            self.proofs.insert(
-                node_id,
-                EpochProofs {
-                    eligibility,
-                    by_layer,
-                },
-            );
-        }
-        let Some(p) = self.proofs.get(&node_id) else {
+        let cached = self.proofs.get(&node_id).filter(|p| p.epoch == epoch);
+        if cached.is_some_and(|p| !p.by_layer.contains_key(&layer)) {
+            self.settled.insert((node_id, layer));
             return Ok(None);
-        };
-        let Some(proofs) = p.by_layer.get(&layer).cloned() else {
+        }
+        // One node call: the eligibility (for the proofs, when not cached yet) and the ballots
+        // the node already holds.
+        let Some(e) = self
+            .node
+            .eligibility(node_id.as_bytes(), epoch)
+            .map_err(node_err("eligibility"))?
+        else {
+            self.proofs.remove(&node_id);
             self.settled.insert((node_id, layer));
             return Ok(None);
         };
-        let e = p.eligibility.clone();
+        if !e.fixed {
+            return Ok(None);
+        }
+        if cached.is_none() {
+            let by_layer = eligibility_proofs(&self.keystore, node_id, &e, layers_per_epoch, layer)?;
+            self.proofs.insert(node_id, EpochProofs { epoch, by_layer });
+        }
+        let Some(proofs) = self
+            .proofs
+            .get(&node_id)
+            .and_then(|p| p.by_layer.get(&layer))
+            .cloned()
+        else {
+            self.settled.insert((node_id, layer));
+            return Ok(None);
+        };
         // Already cast (a restart in the middle of the layer, or an answer lost): the node holds a
         // ballot of the identity for this layer. Building one again could differ (the reference
         // ballot now exists), so nothing is built.
-        let held = self
-            .node
-            .eligibility(node_id.as_bytes(), epoch)
-            .map_err(node_err("eligibility"))?;
-        if let Some(n) = held
-            .as_ref()
-            .and_then(|h| h.layers.iter().find(|(l, _)| *l == layer))
-        {
+        if let Some(n) = e.layers.iter().find(|(l, _)| *l == layer) {
             return Ok(Some(Vote::Cast {
                 layer,
                 proofs: n.1 as usize,
@@ -262,10 +252,9 @@ impl Voter {
             signature: [0; 64],
         };
         let message = ballot.signed_bytes();
-        let now_s = unix_now();
         let permit = match self
             .store
-            .grant_ballot_signature(node_id, layer, &message, now_s)
+            .grant_ballot_signature(node_id, layer, &message, crate::reconcile::now_ms())
             .await
             .map_err(|source| VoteError::SafetyDatabase {
                 node_id,
@@ -308,13 +297,6 @@ impl Voter {
             }),
         }
     }
-}
-
-/// Unix seconds (the safety records' `recorded_at`).
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// The identity's eligibility proofs in `eligibility.epoch`, grouped by the layer each selects.

@@ -1,6 +1,6 @@
 //! The four steps of one ATX-building cycle (see the module documentation).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use node_bridge::atx::{
     atx_id, poet_challenge, verify_atx_signature, ActivationTxV1, AtxId, Coinbase, Hash32,
@@ -339,9 +339,7 @@ pub async fn register_durable<B: NodeBridge + ?Sized>(
     timeline: Option<&BuilderTimeline>,
 ) -> Result<Vec<PoetRegistrationResult>, SmeshingError> {
     let results = register(bridge, keystore, node_id, publish_epoch, challenge_hash, timeline)?;
-    let at = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let at = crate::reconcile::now_ms();
     for r in &results {
         let outcome = match &r.result {
             Ok(ok) => PoetRegistrationOutcome::Accepted {
@@ -536,9 +534,7 @@ pub async fn publish<B: NodeBridge + ?Sized>(
     let id = atx_id(&inner);
     let message = atx_v1_message(publish_epoch, &id);
     let prev = (!prepared.is_initial()).then_some(prepared.challenge.prev_atx_id);
-    let recorded_at = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let recorded_at = crate::reconcile::now_ms();
     let permit = match store
         .grant_atx_signature(node_id, publish_epoch, &id, prev.as_ref(), &message, recorded_at)
         .await
